@@ -1,0 +1,97 @@
+"""Intake's HTTP API: partners POST reports here."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+
+from services.intake import store
+from services.intake.handlers import IdempotencyConflict, accept_report
+from shared.contracts import Channel, ReportDetails
+from shared.outbox import add_events
+from shared.runtime import ServiceRuntime
+
+
+class ReportAccepted(BaseModel):
+    incident_id: uuid.UUID
+    partner: str
+    idempotency_key: str
+    accepted_at: datetime
+    replayed: bool
+
+
+def _accepted(record: store.AcceptedReport, replayed: bool) -> ReportAccepted:
+    return ReportAccepted(
+        incident_id=record.incident_id,
+        partner=record.partner,
+        idempotency_key=record.idempotency_key,
+        accepted_at=record.accepted_at,
+        replayed=replayed,
+    )
+
+
+async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each bad field and the reason, e.g. ``location.uprn: String should match ...``."""
+    assert isinstance(exc, RequestValidationError)
+    errors: list[dict[str, Any]] = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", "")
+            errors.append({"field": "(body)", "reason": f"malformed JSON: {detail}".rstrip(": ")})
+            continue
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        errors.append({"field": ".".join(loc) or "(body)", "reason": err.get("msg", "invalid")})
+    return JSONResponse(status_code=422, content={"error": "invalid report", "errors": errors})
+
+
+def build_router(runtime: ServiceRuntime) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["reports"])
+
+    @router.post(
+        "/reports",
+        status_code=status.HTTP_201_CREATED,
+        responses={200: {"description": "Same idempotency key as an earlier report: its result, nothing new"},
+                   409: {"description": "Idempotency key reused for different content"},
+                   422: {"description": "Invalid report: each bad field and why"}},
+    )
+    async def post_report(report: ReportDetails, response: Response) -> ReportAccepted:
+        """Accept a partner's report; safe to retry with the same idempotency key."""
+        for _ in range(2):  # a concurrent POST with the same key loses the unique race once
+            try:
+                async with runtime.sessions.begin() as session:
+                    acceptance, events = await accept_report(session, report, Channel.HTTP)
+                    add_events(session, runtime.source, events)
+                break
+            except IdempotencyConflict as exc:
+                raise HTTPException(status_code=409, detail=str(exc)) from exc
+            except IntegrityError:
+                continue
+        else:
+            raise HTTPException(status_code=503, detail="could not store the report; retry with the same key")
+        if acceptance.created:
+            runtime.relay.wake()
+        else:
+            response.status_code = status.HTTP_200_OK
+        return _accepted(acceptance.record, replayed=not acceptance.created)
+
+    @router.get("/reports/{incident_id}")
+    async def get_report(incident_id: uuid.UUID) -> ReportAccepted:
+        async with runtime.sessions() as session:
+            record = await store.get(session, incident_id)
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"no report with incident_id {incident_id}")
+        return _accepted(record, replayed=False)
+
+    return router
+
+
+def install(app: FastAPI, runtime: ServiceRuntime) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.include_router(build_router(runtime))

@@ -1,0 +1,318 @@
+"""Event contracts: one versioned pydantic model per event type, each bound to one topic.
+
+Every service imports its payloads from here and never re-declares another's. A model's
+``TOPIC`` is the base topic name (a deployment may prefix it, see ``shared.topics``) and
+its ``CE_TYPE`` is the CloudEvents ``type`` carried in the ``ce_type`` header.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+from typing import Annotated, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shared import topics
+
+NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class Contract(BaseModel):
+    """Base of every payload: unknown fields are refused so a typo is an error, not data loss."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Event(Contract):
+    """An event published on a topic. Subclasses set TOPIC and CE_TYPE."""
+
+    TOPIC: ClassVar[str]
+    CE_TYPE: ClassVar[str]
+
+    def subject(self) -> str:
+        """The CloudEvents subject: the incident the event is about, where it has one."""
+        return str(getattr(self, "incident_id", ""))
+
+
+# ---------------------------------------------------------------------------
+# Vocabulary from the domain brief
+# ---------------------------------------------------------------------------
+
+
+class PartnerAgency(enum.StrEnum):
+    POLICE = "police"
+    HOUSING = "housing"
+    COMMUNITY_SAFETY_UNIT = "csu"
+    ENVIRONMENTAL_HEALTH = "ehs"
+    ENVIRONMENTAL_ENFORCEMENT = "environmental-enforcement"
+    COUNTY_COUNCIL = "county-council"
+    FIRE = "fire"
+    NHS = "nhs"
+    NEIGHBOURING_PARTNERSHIP = "neighbouring-partnership"
+    RESIDENT = "resident"
+
+
+class AsbQualifier(enum.StrEnum):
+    """NSIR qualifier."""
+
+    PERSONAL = "personal"
+    NUISANCE = "nuisance"
+    ENVIRONMENTAL = "environmental"
+    UNCLASSIFIED = "unclassified"
+
+
+class CrimeCategory(enum.StrEnum):
+    """police.uk crime categories: any of these means violence or criminality."""
+
+    VIOLENT_CRIME = "violent-crime"
+    PUBLIC_ORDER = "public-order"
+    POSSESSION_OF_WEAPONS = "possession-of-weapons"
+    CRIMINAL_DAMAGE_ARSON = "criminal-damage-arson"
+    DRUGS = "drugs"
+    BURGLARY = "burglary"
+    ROBBERY = "robbery"
+    THEFT_FROM_THE_PERSON = "theft-from-the-person"
+    VEHICLE_CRIME = "vehicle-crime"
+    BICYCLE_THEFT = "bicycle-theft"
+    SHOPLIFTING = "shoplifting"
+    OTHER_THEFT = "other-theft"
+    OTHER_CRIME = "other-crime"
+
+
+class Vulnerability(enum.StrEnum):
+    """Vulnerability factors a partner may record about a victim (personal or situational)."""
+
+    DISABILITY = "disability"
+    MENTAL_HEALTH = "mental-health"
+    LIVES_ALONE = "lives-alone"
+    ISOLATED = "isolated"
+    CHILDREN_IN_HOUSEHOLD = "children-in-household"
+    FEAR_OF_REPRISAL = "fear-of-reprisal"
+    IMPACT_ON_DAILY_LIFE = "impact-on-daily-life"
+
+
+class Tenure(enum.StrEnum):
+    COUNCIL = "council"
+    HOUSING_ASSOCIATION = "housing-association"
+    PRIVATE_RENTED = "private-rented"
+    OWNER_OCCUPIER = "owner-occupier"
+
+
+class TenantRole(enum.StrEnum):
+    VICTIM = "victim"
+    PERPETRATOR = "perpetrator"
+
+
+class MandatoryGround(enum.StrEnum):
+    """The five triggers of the mandatory ground for possession (s84A HA 1985 / Ground 7A HA 1988)."""
+
+    SERIOUS_OFFENCE_CONVICTION = "serious-offence-conviction"
+    INJUNCTION_BREACH = "injunction-breach"
+    CBO_BREACH_CONVICTION = "cbo-breach-conviction"
+    CLOSURE_ORDER_OVER_48H = "closure-order-over-48h"
+    NOISE_ABATEMENT_BREACH_CONVICTION = "noise-abatement-breach-conviction"
+
+
+class Panel(enum.StrEnum):
+    VCSP = "vcsp"  # Vulnerability and Contextual Safeguarding Panel
+    CCP = "ccp"  # Complex Case Panel
+
+
+class RiskTier(enum.StrEnum):
+    STANDARD = "standard"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class Channel(enum.StrEnum):
+    """How a report reached intake."""
+
+    HTTP = "http"
+    KAFKA = "kafka"
+
+
+# ---------------------------------------------------------------------------
+# Parts of a report
+# ---------------------------------------------------------------------------
+
+
+class Location(Contract):
+    uprn: Annotated[str, StringConstraints(pattern=r"^\d{1,12}$")] | None = Field(
+        default=None, description="Unique Property Reference Number"
+    )
+    address: NonEmpty | None = None
+    postcode: NonEmpty | None = None
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> Location:
+        if not (self.uprn or self.address or self.postcode or self.latitude is not None):
+            raise ValueError("give at least one of uprn, address, postcode or latitude/longitude")
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude go together")
+        return self
+
+
+class Person(Contract):
+    person_ref: NonEmpty | None = Field(default=None, description="The partner's own reference")
+    name: NonEmpty | None = None
+    date_of_birth: date | None = None
+    age: int | None = Field(default=None, ge=0, le=130)
+    contact: NonEmpty | None = None
+    vulnerabilities: list[Vulnerability] = Field(default_factory=list)
+
+
+class PossessionRisk(Contract):
+    notice_of_seeking_possession: bool = False
+    mandatory_grounds: list[MandatoryGround] = Field(default_factory=list)
+
+
+class Tenancy(Contract):
+    tenure: Tenure
+    tenancy_ref: NonEmpty | None = None
+    tenant_role: TenantRole
+    tenant: Person | None = Field(default=None, description="The tenant, when not the victim")
+    possession: PossessionRisk = Field(default_factory=PossessionRisk)
+
+
+class ReportDetails(Contract):
+    """What a partner tells us about one incident (the body of POST /v1/reports)."""
+
+    partner: PartnerAgency
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    reported_at: AwareDatetime
+    occurred_at: AwareDatetime | None = None
+    location: Location
+    description: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+    category: NonEmpty | None = Field(default=None, description="The partner's structured category, if any")
+    perceived_as_hate: bool = Field(default=False, description="Victim or anyone perceives it as hate")
+    victim: Person | None = None
+    tenancy: Tenancy | None = None
+
+
+# ---------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------
+
+
+class ReportReceived(Event, ReportDetails):
+    """A partner's report, published by the partner system to the ingress topic."""
+
+    TOPIC = topics.PARTNER_REPORTS
+    CE_TYPE = "uk.gov.dcsp.report.received.v1"
+
+    def subject(self) -> str:
+        return f"{self.partner}:{self.idempotency_key}"
+
+
+class IncidentAccepted(Event):
+    TOPIC = topics.INCIDENTS_ACCEPTED
+    CE_TYPE = "uk.gov.dcsp.incident.accepted.v1"
+
+    incident_id: uuid.UUID
+    channel: Channel
+    accepted_at: AwareDatetime
+    victim_key: str | None = Field(description="Stable key of the victim across partners, if identifiable")
+    report: ReportDetails
+
+
+class Classification(Contract):
+    asb_qualifier: AsbQualifier
+    asb_heading: str | None
+    crime_category: CrimeCategory | None
+    violence_or_criminality: bool
+    hate_incident: bool
+    vulnerable: bool
+    vulnerability_score: int
+    risk_tier: RiskTier
+    repeat_victim: bool
+    prior_reports_6_months: int
+    reasons: list[str]
+    rules_version: str
+
+
+class IncidentTriaged(Event):
+    TOPIC = topics.INCIDENTS_TRIAGED
+    CE_TYPE = "uk.gov.dcsp.incident.triaged.v1"
+
+    incident_id: uuid.UUID
+    triaged_at: AwareDatetime
+    victim_key: str | None
+    classification: Classification
+    report: ReportDetails
+
+
+class PoliceAlertRequested(Event):
+    """Triage's demand that the police be told: one per violent or criminal incident."""
+
+    TOPIC = topics.POLICE_ALERTS_REQUESTED
+    CE_TYPE = "uk.gov.dcsp.police-alert.requested.v1"
+
+    incident_id: uuid.UUID
+    requested_at: AwareDatetime
+    crime_category: CrimeCategory | None
+    risk_tier: RiskTier
+    reasons: list[str]
+    occurred_at: datetime | None
+    location: Location
+    description: str
+
+
+class PoliceAlertDelivered(Event):
+    TOPIC = topics.POLICE_ALERTS_DELIVERED
+    CE_TYPE = "uk.gov.dcsp.police-alert.delivered.v1"
+
+    alert_id: uuid.UUID
+    incident_id: uuid.UUID
+    delivered_at: AwareDatetime
+    attempts: int
+    channel: str
+
+
+class PanelReferralCreated(Event):
+    TOPIC = topics.PANEL_REFERRALS
+    CE_TYPE = "uk.gov.dcsp.panel-referral.created.v1"
+
+    referral_id: uuid.UUID
+    panel: Panel
+    person_key: str
+    incident_id: uuid.UUID
+    reasons: list[str]
+    created_at: AwareDatetime
+
+
+class DeadLetter(Event):
+    """A message a service could not process: kept whole, with where it came from and why."""
+
+    TOPIC = topics.DEAD_LETTERS
+    CE_TYPE = "uk.gov.dcsp.dead-letter.v1"
+
+    service: str
+    original_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    headers: dict[str, str]
+    body: str = Field(description="The original body, decoded as UTF-8 with invalid bytes replaced")
+    body_base64: str = Field(description="The original body, byte for byte")
+    error_type: str
+    error: str
+    attempts: int
+    failed_at: AwareDatetime
+
+    def subject(self) -> str:
+        return f"{self.original_topic}/{self.partition}/{self.offset}"
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    ReportReceived,
+    IncidentAccepted,
+    IncidentTriaged,
+    PoliceAlertRequested,
+    PoliceAlertDelivered,
+    PanelReferralCreated,
+    DeadLetter,
+)

@@ -1,0 +1,198 @@
+"""What every service runs on: its store, the Kafka broker, the outbox relay, reliable
+subscribers, an HTTP app with /health and /ready, and background workers; started and stopped
+together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import uvicorn
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from shared import topics
+from shared.consumer import Handle, Received, ReliableConsumer
+from shared.db import create_tables, make_engine, ping, session_factory
+from shared.logging import configure_logging, get_logger
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+
+async def _raw_body(msg: Any) -> Any:
+    # Handlers decode and validate bodies themselves, so a malformed body is a dead letter
+    # with a reason rather than a framework error.
+    return msg.body
+
+
+class ServiceRuntime:
+    """Composition of one service's infrastructure; a service's app.py adds its handlers."""
+
+    def __init__(self, name: str, settings: ServiceSettings, *, version: str = "1") -> None:
+        self.name = name
+        self.settings = settings
+        self.source = f"/dcsp/{name}"
+        self.engine = make_engine(settings.database_url)
+        self.sessions = session_factory(self.engine)
+        kafka = settings.kafka
+        self.broker = KafkaBroker(
+            kafka.bootstrap_servers,
+            client_id=f"dcsp-{name}",
+            enable_idempotence=True,  # forces acks=all
+            linger_ms=kafka.linger_ms,
+            logger=None,
+            graceful_timeout=10.0,
+        )
+        self.relay = OutboxRelay(
+            self.sessions,
+            self._publish,
+            topic_prefix=kafka.topic_prefix,
+            batch_size=settings.reliability.outbox_batch_size,
+            poll_seconds=settings.reliability.outbox_poll_seconds,
+        )
+        self.consumers: list[ReliableConsumer] = []
+        self.tables: list[Any] = []
+        self._workers: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
+        self.api = FastAPI(title=f"dcsp {name}", version=version, lifespan=self._lifespan)
+        self.api.add_api_route("/health", self._health, methods=["GET"], tags=["ops"])
+        self.api.add_api_route("/ready", self._ready, methods=["GET"], tags=["ops"])
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def topic(self, base: str) -> str:
+        return topics.resolve(base, self.settings.kafka.topic_prefix)
+
+    def use_tables(self, *tables: Any) -> None:
+        from shared.idempotency import ProcessedEvent
+        from shared.outbox import OutboxRecord
+
+        self.tables = [OutboxRecord.__table__, ProcessedEvent.__table__, *tables]
+
+    def subscribe(
+        self, base_topic: str, handle: Handle, *, after_commit: Callable[[], None] | None = None
+    ) -> ReliableConsumer:
+        """Consume a topic with dedupe, one transaction per message, retries and dead letters.
+
+        ``after_commit`` runs once a message's transaction has committed (e.g. to wake a worker).
+        """
+        consumer = ReliableConsumer(
+            service=self.name,
+            name=f"{self.name}:{base_topic}",
+            source=self.source,
+            sessions=self.sessions,
+            relay=self.relay,
+            reliability=self.settings.reliability,
+            handle=handle,
+            after_commit=after_commit,
+        )
+        self.consumers.append(consumer)
+
+        @self.broker.subscriber(
+            self.topic(base_topic),
+            group_id=f"{self.settings.kafka.group_prefix}dcsp-{self.name}",
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=_raw_body,
+        )
+        async def _on_message(msg: KafkaMessage) -> None:
+            await consumer(Received.from_record(msg.raw_message))
+
+        return consumer
+
+    def add_worker(self, worker: Callable[[], Awaitable[None]]) -> None:
+        """A background loop started with the service and cancelled when it stops."""
+        self._workers.append(worker)
+
+    async def _publish(self, topic: str, body: bytes, key: bytes | None, headers: dict[str, str]) -> Any:
+        return await self.broker.publish(body, topic, key=key, headers=headers, no_confirm=True)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def ensure_topics(self) -> None:
+        kafka = self.settings.kafka
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=f"dcsp-{self.name}-admin")
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            wanted = [self.topic(t) for t in topics.ALL]
+            missing = [
+                NewTopic(t, num_partitions=kafka.partitions, replication_factor=kafka.replication_factor)
+                for t in wanted
+                if t not in existing
+            ]
+            if missing:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(missing)
+        finally:
+            await admin.close()
+
+    async def start(self) -> None:
+        await create_tables(self.engine, self.tables)
+        await self.ensure_topics()
+        await self.broker.start()
+        self._tasks = [asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox-relay")]
+        self._tasks += [asyncio.create_task(w(), name=f"{self.name}-worker") for w in self._workers]
+        self.started = True
+        log.info("service started", http_port=self.settings.http_port)
+
+    async def stop(self) -> None:
+        self.started = False
+        await self.broker.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.engine.dispose()
+        log.info("service stopped")
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # -- ops endpoints ----------------------------------------------------------------------
+
+    async def _health(self) -> dict[str, str]:
+        return {"status": "ok", "service": self.name}
+
+    async def _ready(self) -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ping(self.engine), timeout=2)
+            checks["store"] = "ok"
+        except Exception as exc:
+            checks["store"] = f"unreachable: {type(exc).__name__}"
+        try:
+            checks["broker"] = "ok" if await self.broker.ping(timeout=2) else "unreachable"
+        except Exception as exc:
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        for task in self._tasks:
+            if task.done():
+                checks[task.get_name()] = "stopped"
+        ready = self.started and all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    def run(self) -> None:
+        """Serve until SIGINT/SIGTERM; logs as JSON lines."""
+        configure_logging(self.name, self.settings.log_level)
+        uvicorn.run(
+            self.api,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+        )

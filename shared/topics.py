@@ -1,0 +1,26 @@
+"""Topic names, defined once. A deployment may put a prefix before every name
+(``KAFKA_TOPIC_PREFIX``), e.g. to run several pipelines on one cluster; tests do this to get
+fresh topics."""
+
+PARTNER_REPORTS = "dcsp.partner-reports.v1"
+INCIDENTS_ACCEPTED = "dcsp.incidents.accepted.v1"
+INCIDENTS_TRIAGED = "dcsp.incidents.triaged.v1"
+POLICE_ALERTS_REQUESTED = "dcsp.police-alerts.requested.v1"
+POLICE_ALERTS_DELIVERED = "dcsp.police-alerts.delivered.v1"
+PANEL_REFERRALS = "dcsp.panel-referrals.created.v1"
+DEAD_LETTERS = "dcsp.dead-letters.v1"
+
+ALL = (
+    PARTNER_REPORTS,
+    INCIDENTS_ACCEPTED,
+    INCIDENTS_TRIAGED,
+    POLICE_ALERTS_REQUESTED,
+    POLICE_ALERTS_DELIVERED,
+    PANEL_REFERRALS,
+    DEAD_LETTERS,
+)
+
+
+def resolve(base: str, prefix: str = "") -> str:
+    """The topic name on the wire for a base name under a deployment's prefix."""
+    return f"{prefix}{base}"
