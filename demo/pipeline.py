@@ -100,10 +100,17 @@ class Pipeline:
             **self.extra_env,
         }
         self.processes["receiver"] = Process(
-            "receiver", "demo.police_receiver", receiver_port,
-            {**base, "RECEIVER_PORT": str(receiver_port), "RECEIVER_SECRET": self.receiver_secret,
-             "RECEIVER_FAIL_FIRST": str(self.receiver_fail_first)},
-            self.workdir / "receiver.log", "/health",
+            "receiver",
+            "demo.police_receiver",
+            receiver_port,
+            {
+                **base,
+                "RECEIVER_PORT": str(receiver_port),
+                "RECEIVER_SECRET": self.receiver_secret,
+                "RECEIVER_FAIL_FIRST": str(self.receiver_fail_first),
+            },
+            self.workdir / "receiver.log",
+            "/health",
         )
         for name in SERVICES:
             port = ports.get(name) or free_port()

@@ -18,18 +18,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from demo import scenario
 from demo.kafka import LocalKafka
+from demo.partner import PartnerPublisher
 from demo.pipeline import REPO, Pipeline
 from services.intake.domain import incident_id_for
-from shared import topics
-from shared.contracts import Panel, ReportDetails, ReportReceived
-from shared.envelope import encode_body, new_envelope
+from shared.contracts import Panel, ReportDetails
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 
@@ -50,28 +48,13 @@ class Outcome:
         )
 
 
-async def publish_to_ingress(bootstrap: str, namespace: str, reports: list[dict[str, Any]]) -> None:
-    """What a partner system does: CloudEvents headers, JSON body, the ingress topic."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
-    await producer.start()
-    try:
-        for body in reports:
-            event = ReportReceived.model_validate(body)
-            headers = new_envelope(event, "/partners/demo").headers()
-            await producer.send_and_wait(
-                topics.resolve(topics.PARTNER_REPORTS, namespace),
-                encode_body(event),
-                key=event.subject().encode(),
-                headers=[(k, v.encode()) for k, v in headers.items()],
-            )
-    finally:
-        await producer.stop()
+async def _publish(bootstrap: str, namespace: str, reports: list[dict[str, Any]]) -> None:
+    async with PartnerPublisher(bootstrap, namespace) as partner:
+        await partner.publish_reports(reports)
 
 
 def play(pipeline: Pipeline, namespace: str, items: list[scenario.ScenarioReport], timeout: float) -> list[Outcome]:
-    outcomes = [
-        Outcome(item, str(incident_id_for(ReportDetails.model_validate(item.report)))) for item in items
-    ]
+    outcomes = [Outcome(item, str(incident_id_for(ReportDetails.model_validate(item.report)))) for item in items]
     with Progress(console=console, transient=False) as progress:
         sent = progress.add_task("reports sent", total=len(items))
         for item in items:
@@ -80,7 +63,7 @@ def play(pipeline: Pipeline, namespace: str, items: list[scenario.ScenarioReport
                 r.raise_for_status()
             progress.advance(sent)
         kafka_items = [i.report for i in items if i.channel == "kafka"]
-        asyncio.run(publish_to_ingress(pipeline.bootstrap_servers, namespace, kafka_items))
+        asyncio.run(_publish(pipeline.bootstrap_servers, namespace, kafka_items))
 
         done_task = progress.add_task("outcomes settled", total=len(items))
         deadline = time.monotonic() + timeout
@@ -114,16 +97,32 @@ def report_table(outcomes: list[Outcome]) -> Table:
             + (f"; crime: {c['crime_category']}" if c.get("crime_category") else "")
             + ("; hate" if c.get("hate_incident") else "")
             + (f"; risk {c.get('risk_tier')}" if c else "")
-            if c else "not triaged"
+            if c
+            else "not triaged"
         )
-        alert = f"delivered ({o.alert['attempts']} attempt(s))" if o.alert and o.alert["status"] == "delivered" else (
-            o.alert["status"] if o.alert else "-")
+        alert = (
+            f"delivered ({o.alert['attempts']} attempt(s))"
+            if o.alert and o.alert["status"] == "delivered"
+            else (o.alert["status"] if o.alert else "-")
+        )
         panels = ", ".join(sorted(p.upper() for p in o.panels)) or "-"
-        expected = "yes" if o.ok() else (
-            f"NO: expected alert={o.item.expect_alert}, panels="
-            f"{sorted(str(p) for p in o.item.expect_panels) or '-'}")
-        table.add_row(str(n), o.item.title, o.item.channel, cls, alert, panels,
-                      f"[green]{expected}[/]" if o.ok() else f"[red]{expected}[/]")
+        expected = (
+            "yes"
+            if o.ok()
+            else (
+                f"NO: expected alert={o.item.expect_alert}, panels="
+                f"{sorted(str(p) for p in o.item.expect_panels) or '-'}"
+            )
+        )
+        table.add_row(
+            str(n),
+            o.item.title,
+            o.item.channel,
+            cls,
+            alert,
+            panels,
+            f"[green]{expected}[/]" if o.ok() else f"[red]{expected}[/]",
+        )
     return table
 
 
@@ -142,10 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     kafka = LocalKafka()
     console.print("[bold]Starting Kafka[/] (deploy/kafka/kafka.sh; first run fetches the jars from Maven Central)")
     bootstrap = kafka.start()
-    fixed_ports = None if args.exit else {"intake": 8001, "triage": 8002, "notifications": 8003, "panels": 8004,
-                                          "receiver": 8099}
-    pipeline = Pipeline(REPO / "var" / "demo" / run_id, bootstrap, namespace=namespace, ports=fixed_ports,
-                        receiver_fail_first=2)
+    fixed_ports = (
+        None if args.exit else {"intake": 8001, "triage": 8002, "notifications": 8003, "panels": 8004, "receiver": 8099}
+    )
+    pipeline = Pipeline(
+        REPO / "var" / "demo" / run_id, bootstrap, namespace=namespace, ports=fixed_ports, receiver_fail_first=2
+    )
     try:
         console.print(f"[bold]Starting services[/] (logs and SQLite stores in {pipeline.workdir})")
         for name, seconds in pipeline.start().items():

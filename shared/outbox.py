@@ -95,13 +95,17 @@ class OutboxRelay:
         """Publish one batch; returns how many rows were published."""
         async with self._sessions() as session:
             rows = (
-                await session.execute(
-                    select(OutboxRecord)
-                    .where(OutboxRecord.sent_at.is_(None))
-                    .order_by(OutboxRecord.id)
-                    .limit(self._batch_size)
+                (
+                    await session.execute(
+                        select(OutboxRecord)
+                        .where(OutboxRecord.sent_at.is_(None))
+                        .order_by(OutboxRecord.id)
+                        .limit(self._batch_size)
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
         if not rows:
             return 0
         # Sends are queued in id order before any is awaited, so per-key order holds.

@@ -57,9 +57,11 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
     @router.post(
         "/reports",
         status_code=status.HTTP_201_CREATED,
-        responses={200: {"description": "Same idempotency key as an earlier report: its result, nothing new"},
-                   409: {"description": "Idempotency key reused for different content"},
-                   422: {"description": "Invalid report: each bad field and why"}},
+        responses={
+            200: {"description": "Same idempotency key as an earlier report: its result, nothing new"},
+            409: {"description": "Idempotency key reused for different content"},
+            422: {"description": "Invalid report: each bad field and why"},
+        },
     )
     async def post_report(report: ReportDetails, response: Response) -> ReportAccepted:
         """Accept a partner's report; safe to retry with the same idempotency key."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException
 
 from services.notifications import store
 from shared.runtime import ServiceRuntime
@@ -28,8 +28,8 @@ def install(app: FastAPI, runtime: ServiceRuntime) -> None:
 
     @router.get("/alerts")
     async def list_alerts(
-        status: store.AlertStatus | None = Query(default=None),
-        incident_id: uuid.UUID | None = Query(default=None),
+        status: store.AlertStatus | None = None,
+        incident_id: uuid.UUID | None = None,
     ) -> list[dict[str, Any]]:
         """Police alerts, oldest first, optionally by status or incident."""
         async with runtime.sessions() as session:
@@ -46,8 +46,13 @@ def install(app: FastAPI, runtime: ServiceRuntime) -> None:
             attempts = await store.attempts_for(session, alert_id)
         view = _alert_view(alert)
         view["attempt_history"] = [
-            {"attempted_at": a.attempted_at.isoformat(), "channel": a.channel, "outcome": a.outcome,
-             "status_code": a.status_code, "error": a.error}
+            {
+                "attempted_at": a.attempted_at.isoformat(),
+                "channel": a.channel,
+                "outcome": a.outcome,
+                "status_code": a.status_code,
+                "error": a.error,
+            }
             for a in attempts
         ]
         return view

@@ -40,7 +40,9 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def retry_delay(attempts: int, initial_seconds: float, max_seconds: float, rng: random.Random | None = None) -> timedelta:
+def retry_delay(
+    attempts: int, initial_seconds: float, max_seconds: float, rng: random.Random | None = None
+) -> timedelta:
     """Exponential backoff with full jitter after ``attempts`` failed attempts (1, 2, ...)."""
     ceiling = min(max_seconds, initial_seconds * 2 ** max(0, attempts - 1))
     return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))

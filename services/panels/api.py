@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, FastAPI
 
 from services.panels import store
 from shared.contracts import Panel
@@ -15,14 +15,20 @@ def install(app: FastAPI, runtime: ServiceRuntime) -> None:
     router = APIRouter(prefix="/v1", tags=["panels"])
 
     @router.get("/referrals")
-    async def list_referrals(panel: Panel | None = Query(default=None)) -> list[dict[str, Any]]:
+    async def list_referrals(panel: Panel | None = None) -> list[dict[str, Any]]:
         """Referrals, oldest first, with the incidents attached to each."""
         async with runtime.sessions() as session:
             rows = await store.list_referrals(session, panel)
         return [
-            {"referral_id": str(r.referral_id), "panel": r.panel, "person_key": r.person_key,
-             "status": r.status, "created_at": r.created_at.isoformat(), "reasons": r.reasons,
-             "incident_ids": incidents}
+            {
+                "referral_id": str(r.referral_id),
+                "panel": r.panel,
+                "person_key": r.person_key,
+                "status": r.status,
+                "created_at": r.created_at.isoformat(),
+                "reasons": r.reasons,
+                "incident_ids": incidents,
+            }
             for r, incidents in rows
         ]
 

@@ -30,9 +30,7 @@ class PanelReferral(Base):
 class ReferralIncident(Base):
     __tablename__ = "panel_referral_incidents"
 
-    referral_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey("panel_referrals.referral_id"), primary_key=True
-    )
+    referral_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("panel_referrals.referral_id"), primary_key=True)
     incident_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     attached_at: Mapped[datetime] = mapped_column()
     reasons: Mapped[list[str]] = mapped_column(JSON)

@@ -21,7 +21,10 @@ def install(app: FastAPI, runtime: ServiceRuntime) -> None:
             row = await store.get(session, incident_id)
         if row is None:
             raise HTTPException(status_code=404, detail=f"incident {incident_id} has not been triaged")
-        return {"incident_id": str(row.incident_id), "triaged_at": row.triaged_at.isoformat(),
-                "classification": row.classification}
+        return {
+            "incident_id": str(row.incident_id),
+            "triaged_at": row.triaged_at.isoformat(),
+            "classification": row.classification,
+        }
 
     app.include_router(router)

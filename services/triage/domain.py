@@ -1020,9 +1020,7 @@ def assess_repeat(report: ReportDetails, history: VictimHistory, settings: Triag
 # ---------------------------------------------------------------------------
 
 
-def risk_tier(
-    crime: CrimeFinding, hate_incident: bool, vulnerable: bool, repeat_victim: bool
-) -> tuple[RiskTier, str]:
+def risk_tier(crime: CrimeFinding, hate_incident: bool, vulnerable: bool, repeat_victim: bool) -> tuple[RiskTier, str]:
     """The risk tier and the reason for it: high, medium or standard."""
     if crime.harm_to_person:
         return RiskTier.HIGH, "risk high: violence against a person, a weapon or a threat to kill or hurt"
