@@ -135,7 +135,9 @@ class ReliableConsumer:
             retry=retry_if_exception(lambda exc: not isinstance(exc, PERMANENT_ERRORS) or _is_infrastructure(exc)),
             stop=self._stop,
             wait=wait_exponential_jitter(
-                initial=self._settings.retry_initial_seconds, max=self._settings.retry_max_seconds
+                multiplier=self._settings.retry_initial_seconds,
+                jitter=self._settings.retry_initial_seconds,
+                max=self._settings.retry_max_seconds,
             ),
             reraise=True,
         )

@@ -4,8 +4,9 @@ effects, so a redelivered event changes nothing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from sqlalchemy import String, insert
+from sqlalchemy import CursorResult, Insert, String, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,12 +27,12 @@ async def claim(session: AsyncSession, consumer: str, event_id: str) -> bool:
     """Record that ``consumer`` handles ``event_id`` now; False if it already did."""
     values = {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)}
     dialect = session.bind.dialect.name if session.bind is not None else ""
-    stmt: object
+    stmt: Insert
     if dialect == "sqlite":
         stmt = sqlite_insert(ProcessedEvent).values(values).on_conflict_do_nothing()
     elif dialect == "postgresql":
         stmt = pg_insert(ProcessedEvent).values(values).on_conflict_do_nothing()
     else:
         stmt = insert(ProcessedEvent).values(values)
-    result = await session.execute(stmt)  # type: ignore[call-overload]
+    result = cast(CursorResult[Any], await session.execute(stmt))
     return bool(result.rowcount)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import uvicorn
@@ -61,7 +61,7 @@ class ServiceRuntime:
         )
         self.consumers: list[ReliableConsumer] = []
         self.tables: list[Any] = []
-        self._workers: list[Callable[[], Awaitable[None]]] = []
+        self._workers: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
         self.api = FastAPI(title=f"dcsp {name}", version=version, lifespan=self._lifespan)
@@ -110,7 +110,7 @@ class ServiceRuntime:
 
         return consumer
 
-    def add_worker(self, worker: Callable[[], Awaitable[None]]) -> None:
+    def add_worker(self, worker: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """A background loop started with the service and cancelled when it stops."""
         self._workers.append(worker)
 

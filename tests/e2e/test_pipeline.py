@@ -109,7 +109,9 @@ def test_same_idempotency_key_returns_first_result_and_creates_nothing(pipeline:
     assert second.json()["accepted_at"] == first.json()["accepted_at"]
 
     incident_hex = uuid.UUID(first.json()["incident_id"]).hex
-    assert query(pipeline.database("intake"), "select count(*) from accepted_reports where incident_id = ?", incident_hex) == [(1,)]
+    assert query(
+        pipeline.database("intake"), "select count(*) from accepted_reports where incident_id = ?", incident_hex
+    ) == [(1,)]
     assert query(
         pipeline.database("intake"), "select count(*) from outbox where key = ?", first.json()["incident_id"]
     ) == [(1,)]

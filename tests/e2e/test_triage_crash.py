@@ -78,9 +78,7 @@ def test_sigkill_of_triage_mid_stream_loses_and_duplicates_nothing(pipeline: Pip
     )
     with sqlite3.connect(triage_db) as conn:
         stored = {str(uuid.UUID(hex=h)) for (h,) in conn.execute("select incident_id from triaged_incidents")}
-        consumed = conn.execute(
-            "select count(*) from processed_events where consumer like 'triage:%'"
-        ).fetchone()[0]
+        consumed = conn.execute("select count(*) from processed_events where consumer like 'triage:%'").fetchone()[0]
     assert stored == expected_ids
     assert consumed == TOTAL  # each incident-accepted event handled once, whatever was redelivered
 
@@ -115,6 +113,10 @@ def test_sigkill_of_triage_mid_stream_loses_and_duplicates_nothing(pipeline: Pip
         "a VCSP referral for each high-risk (violent) case",
     )
     assert count(panels_db, "select count(*) from panel_referrals where panel = 'vcsp'") == violent
-    assert count(
-        panels_db, "select count(*) from (select incident_id from panel_referral_incidents group by incident_id having count(*) > 1)"
-    ) == 0
+    assert (
+        count(
+            panels_db,
+            "select count(*) from (select incident_id from panel_referral_incidents group by incident_id having count(*) > 1)",
+        )
+        == 0
+    )
