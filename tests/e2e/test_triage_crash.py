@@ -116,7 +116,8 @@ def test_sigkill_of_triage_mid_stream_loses_and_duplicates_nothing(pipeline: Pip
     assert (
         count(
             panels_db,
-            "select count(*) from (select incident_id from panel_referral_incidents group by incident_id having count(*) > 1)",
+            "select count(*) from (select incident_id from panel_referral_incidents"
+            " group by incident_id having count(*) > 1)",
         )
         == 0
     )
