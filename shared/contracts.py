@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -139,7 +139,7 @@ class Channel(enum.StrEnum):
 
 
 class Location(Contract):
-    uprn: Annotated[str, StringConstraints(pattern=r"^\d{1,12}$")] | None = Field(
+    uprn: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}$")] | None = Field(
         default=None, description="Unique Property Reference Number"
     )
     address: NonEmpty | None = None
@@ -172,7 +172,7 @@ class PossessionRisk(Contract):
 
 class Tenancy(Contract):
     tenure: Tenure
-    tenancy_ref: NonEmpty | None = None
+    tenancy_ref: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] | None = None
     tenant_role: TenantRole
     tenant: Person | None = Field(default=None, description="The tenant, when not the victim")
     possession: PossessionRisk = Field(default_factory=PossessionRisk)
@@ -256,7 +256,7 @@ class PoliceAlertRequested(Event):
     crime_category: CrimeCategory | None
     risk_tier: RiskTier
     reasons: list[str]
-    occurred_at: datetime | None
+    occurred_at: AwareDatetime | None
     location: Location
     description: str
 

@@ -78,8 +78,10 @@ def read_envelope(headers: dict[str, str]) -> Envelope:
         time = datetime.fromisoformat(time_text) if time_text else datetime.now(UTC)
     except ValueError as exc:
         raise EnvelopeError(f"ce_time: not an RFC 3339 time: {time_text!r}") from exc
+    if time.tzinfo is None:
+        raise EnvelopeError(f"ce_time: RFC 3339 needs a UTC offset or Z: {time_text!r}")
     content_type = headers.get("content-type") or CONTENT_TYPE
-    if not content_type.startswith(CONTENT_TYPE):
+    if content_type.split(";")[0].strip().lower() != CONTENT_TYPE:
         raise EnvelopeError(f"content-type: expected {CONTENT_TYPE}, got {content_type!r}")
     return Envelope(
         id=headers["ce_id"],

@@ -27,8 +27,11 @@ def content_hash(report: ReportDetails) -> str:
 
 
 def _norm(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return " ".join(text.lower().split())
+    # Fold case and drop accents (combining marks) but keep every script's letters: a name in
+    # Cyrillic or Chinese must not collapse to an empty string.
+    decomposed = unicodedata.normalize("NFKD", text)
+    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(unicodedata.normalize("NFKC", stripped).casefold().split())
 
 
 def person_key(person: Person | None, report: ReportDetails) -> str | None:

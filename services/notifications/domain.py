@@ -43,6 +43,10 @@ def sign(secret: bytes, body: bytes) -> str:
 def retry_delay(
     attempts: int, initial_seconds: float, max_seconds: float, rng: random.Random | None = None
 ) -> timedelta:
-    """Exponential backoff with full jitter after ``attempts`` failed attempts (1, 2, ...)."""
-    ceiling = min(max_seconds, initial_seconds * 2 ** max(0, attempts - 1))
+    """Exponential backoff with equal jitter (between half and all of the step) after ``attempts``
+    failed attempts (1, 2, ...), capped at ``max_seconds``."""
+    # Cap the exponent: after enough failures 2**n would overflow a float, and an outage of the
+    # police gateway must never stop the retries.
+    exponent = min(max(0, attempts - 1), 64)
+    ceiling = min(max_seconds, initial_seconds * 2.0**exponent)
     return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))

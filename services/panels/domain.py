@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.contracts import IncidentTriaged, Panel, RiskTier, Tenure
+from shared.contracts import IncidentTriaged, Panel, RiskTier, TenantRole, Tenure
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def ccp_reasons(event: IncidentTriaged) -> list[str]:
     reasons = []
     if tenancy.possession.notice_of_seeking_possession:
         reasons.append("notice of seeking possession served")
-    reasons += [f"mandatory ground for possession: {g}" for g in tenancy.possession.mandatory_grounds]
+    reasons += [f"mandatory ground for possession: {g}" for g in dict.fromkeys(tenancy.possession.mandatory_grounds)]
     if reasons:
         reasons.insert(0, f"council tenant ({tenancy.tenant_role}) in an ASB case at risk of homelessness")
     return reasons
@@ -49,7 +49,9 @@ def tenancy_key(event: IncidentTriaged) -> str | None:
         return None
     if tenancy.tenancy_ref:
         return f"tenancy:{tenancy.tenancy_ref}"
-    return event.victim_key
+    if tenancy.tenant_role == TenantRole.VICTIM:
+        return event.victim_key
+    return None  # a perpetrator-tenant with no reference: never file it under the victim
 
 
 def decide_referrals(event: IncidentTriaged) -> list[ReferralDecision]:

@@ -20,8 +20,8 @@ class PanelReferral(Base):
 
     referral_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     panel: Mapped[str] = mapped_column(String(8))
-    person_key: Mapped[str] = mapped_column(String(80), index=True)
-    open_key: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    person_key: Mapped[str] = mapped_column(String(255), index=True)
+    open_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column()
     reasons: Mapped[list[str]] = mapped_column(JSON)
