@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if ok else 1
         console.print("Services keep running (intake http://127.0.0.1:8001/docs). Ctrl-C stops everything.")
         signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)  # also when started in the background
         try:
             while True:
                 signal.pause()

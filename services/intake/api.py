@@ -15,8 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from services.intake import store
 from services.intake.handlers import IdempotencyConflict, accept_report
 from shared.contracts import Channel, ReportDetails
+from shared.logging import get_logger
 from shared.outbox import add_events
 from shared.runtime import ServiceRuntime
+
+log = get_logger(__name__)
 
 
 class ReportAccepted(BaseModel):
@@ -77,6 +80,12 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
                 continue
         else:
             raise HTTPException(status_code=503, detail="could not store the report; retry with the same key")
+        log.info(
+            "report accepted" if acceptance.created else "report replayed (same idempotency key)",
+            incident_id=str(acceptance.record.incident_id),
+            partner=acceptance.record.partner,
+            channel="http",
+        )
         if acceptance.created:
             runtime.relay.wake()
         else:
