@@ -307,12 +307,33 @@ class DeadLetter(Event):
         return f"{self.original_topic}/{self.partition}/{self.offset}"
 
 
-EVENT_TYPES: tuple[type[Event], ...] = (
-    ReportReceived,
-    IncidentAccepted,
-    IncidentTriaged,
-    PoliceAlertRequested,
-    PoliceAlertDelivered,
-    PanelReferralCreated,
-    DeadLetter,
-)
+# ---------------------------------------------------------------------------
+# Triage events (issue #4) go below this line.
+# ---------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# Notifications events (issue #5) go below this line.
+# ---------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# Panels events (issue #6) go below this line.
+# ---------------------------------------------------------------------------
+
+
+def event_types() -> list[type[Event]]:
+    """Every concrete event type declared in this module (each has a TOPIC and a CE_TYPE)."""
+    found: list[type[Event]] = []
+    pending: list[type[Event]] = list(Event.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        pending.extend(cls.__subclasses__())
+        if "TOPIC" in vars(cls) and cls not in found:
+            found.append(cls)
+    return found
+
+
+def event_topics() -> list[str]:
+    """The base names of every topic an event is published on."""
+    return sorted({cls.TOPIC for cls in event_types()})

@@ -20,6 +20,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from shared import topics
 from shared.consumer import Handle, Received, ReliableConsumer
+from shared.contracts import event_topics
 from shared.db import create_tables, make_engine, ping, session_factory
 from shared.logging import configure_logging, get_logger
 from shared.outbox import OutboxRelay
@@ -125,7 +126,7 @@ class ServiceRuntime:
         await admin.start()
         try:
             existing = set(await admin.list_topics())
-            wanted = [self.topic(t) for t in topics.ALL]
+            wanted = [self.topic(t) for t in event_topics()]
             missing = [
                 NewTopic(t, num_partitions=kafka.partitions, replication_factor=kafka.replication_factor)
                 for t in wanted

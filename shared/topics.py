@@ -10,15 +10,11 @@ POLICE_ALERTS_DELIVERED = "dcsp.police-alerts.delivered.v1"
 PANEL_REFERRALS = "dcsp.panel-referrals.created.v1"
 DEAD_LETTERS = "dcsp.dead-letters.v1"
 
-ALL = (
-    PARTNER_REPORTS,
-    INCIDENTS_ACCEPTED,
-    INCIDENTS_TRIAGED,
-    POLICE_ALERTS_REQUESTED,
-    POLICE_ALERTS_DELIVERED,
-    PANEL_REFERRALS,
-    DEAD_LETTERS,
-)
+# Triage topics (issue #4):
+
+# Notifications topics (issue #5):
+
+# Panels topics (issue #6):
 
 
 def resolve(base: str, prefix: str = "") -> str:
