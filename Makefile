@@ -11,7 +11,7 @@ help:
 	@echo "make run    start Kafka, the four services and a police stand-in; play the demo; Ctrl-C stops"
 	@echo "make demo   the same, then exit: 0 only if every expected outcome happened"
 	@echo "make test   lint, unit tests and the end-to-end suite on a real Kafka broker"
-	@echo "make lint   ruff and mypy --strict on services/ and shared/"
+	@echo "make lint   ruff on all Python code; mypy --strict on services/ and shared/"
 	@echo "make kafka-start | kafka-stop | kafka-status   the local single-node broker on 127.0.0.1:9092"
 
 $(STAMP): pyproject.toml
@@ -31,7 +31,7 @@ test: $(STAMP) lint
 	$(PY) -m pytest
 
 test-unit: $(STAMP)
-	$(PY) -m pytest tests/unit tests/integration
+	$(PY) -m pytest tests/unit
 
 test-e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e

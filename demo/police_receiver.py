@@ -1,7 +1,8 @@
 """A stand-in for the police gateway: a real HTTP server on 127.0.0.1 that checks each alert's
 HMAC signature, counts every delivery, and keeps each alert once by its idempotency key.
 
-    python -m demo.police_receiver      (env: RECEIVER_PORT=8099, RECEIVER_SECRET, RECEIVER_FAIL_FIRST=0)
+    python -m demo.police_receiver
+    (env: RECEIVER_HOST=127.0.0.1, RECEIVER_PORT=8099, RECEIVER_SECRET, RECEIVER_FAIL_FIRST=0)
 
 ``RECEIVER_FAIL_FIRST=N`` answers 503 to the first N deliveries, to show retries.
 """
@@ -59,7 +60,12 @@ def build_app(secret: str, fail_first: int = 0) -> FastAPI:
 
 def main() -> None:
     app = build_app(os.environ.get("RECEIVER_SECRET", "change-me"), int(os.environ.get("RECEIVER_FAIL_FIRST", "0")))
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("RECEIVER_PORT", "8099")), log_level="warning")
+    uvicorn.run(
+        app,
+        host=os.environ.get("RECEIVER_HOST", "127.0.0.1"),
+        port=int(os.environ.get("RECEIVER_PORT", "8099")),
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

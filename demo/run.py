@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -141,8 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     kafka = LocalKafka()
     console.print("[bold]Starting Kafka[/] (deploy/kafka/kafka.sh; first run fetches the jars from Maven Central)")
     bootstrap = kafka.start()
+    # `make run` keeps the documented ports (each overridable by its service's env var);
+    # `make demo` takes free ones so it can run beside anything.
+    defaults = {"intake": 8001, "triage": 8002, "notifications": 8003, "panels": 8004, "receiver": 8099}
     fixed_ports = (
-        None if args.exit else {"intake": 8001, "triage": 8002, "notifications": 8003, "panels": 8004, "receiver": 8099}
+        None
+        if args.exit
+        else {
+            name: int(os.environ.get(f"{name.upper()}_HTTP_PORT" if name != "receiver" else "RECEIVER_PORT", port))
+            for name, port in defaults.items()
+        }
     )
     pipeline = Pipeline(
         REPO / "var" / "demo" / run_id, bootstrap, namespace=namespace, ports=fixed_ports, receiver_fail_first=2

@@ -219,6 +219,14 @@ class IncidentAccepted(Event):
     report: ReportDetails
 
 
+class Reason(Contract):
+    """One rule that fired: its id, a plain sentence, and the evidence it used."""
+
+    rule_id: str
+    text: str
+    evidence: list[str] = Field(default_factory=list)
+
+
 class Classification(Contract):
     asb_qualifier: AsbQualifier
     asb_heading: str | None
@@ -232,6 +240,15 @@ class Classification(Contract):
     prior_reports_6_months: int
     reasons: list[str]
     rules_version: str
+    # Added for issue #4 (additive, with defaults, so older events still validate):
+    hate_strands: list[str] = Field(default_factory=list)
+    explanations: list[Reason] = Field(default_factory=list)
+    owning_team: str | None = None
+    supporting_teams: list[str] = Field(default_factory=list)
+    response_tier: str | None = None
+    first_contact_hours: int | None = None
+    review_due: date | None = None
+    cross_border: bool = False
 
 
 class IncidentTriaged(Event):
@@ -312,6 +329,47 @@ class DeadLetter(Event):
 # ---------------------------------------------------------------------------
 
 
+class CaseReviewPromptDue(Event):
+    """The victim must be told about the ASB Case Review (2 qualifying complaints in 6 months)."""
+
+    TOPIC = topics.CASE_REVIEW_PROMPTS
+    CE_TYPE = "uk.gov.dcsp.case-review.prompt-due.v1"
+
+    incident_id: uuid.UUID = Field(description="The complaint that reached the threshold")
+    victim_key: str
+    qualifying_incident_ids: list[uuid.UUID]
+    complaints_in_window: int
+    window_days: int
+    raised_at: AwareDatetime
+
+
+class CaseReviewEligible(Event):
+    """The victim may ask for an ASB Case Review (the Community Trigger)."""
+
+    TOPIC = topics.CASE_REVIEW_ELIGIBILITY
+    CE_TYPE = "uk.gov.dcsp.case-review.eligible.v1"
+
+    incident_id: uuid.UUID = Field(description="The complaint that reached the threshold")
+    victim_key: str
+    qualifying_incident_ids: list[uuid.UUID]
+    complaints_in_window: int
+    window_days: int
+    grounds: list[str] = Field(description="Which condition was met, in plain words")
+    raised_at: AwareDatetime
+
+
+class IncidentRetriaged(Event):
+    """A stored incident re-run under a new rules version whose outcome changed."""
+
+    TOPIC = topics.INCIDENTS_RETRIAGED
+    CE_TYPE = "uk.gov.dcsp.incident.retriaged.v1"
+
+    incident_id: uuid.UUID
+    previous: Classification
+    current: Classification
+    retriaged_at: AwareDatetime
+
+
 # ---------------------------------------------------------------------------
 # Notifications events (issue #5) go below this line.
 # ---------------------------------------------------------------------------
@@ -320,6 +378,92 @@ class DeadLetter(Event):
 # ---------------------------------------------------------------------------
 # Panels events (issue #6) go below this line.
 # ---------------------------------------------------------------------------
+
+
+class PossessionStage(enum.StrEnum):
+    NOTICE_SERVED = "notice-of-seeking-possession"
+    PROCEEDINGS_ISSUED = "proceedings-issued"
+    HEARING_LISTED = "hearing-listed"
+    ORDER_GRANTED = "possession-order-granted"
+    WARRANT_ISSUED = "warrant-issued"
+    EVICTED = "evicted"
+    WITHDRAWN = "withdrawn"
+
+
+class AsbTool(enum.StrEnum):
+    """Tools under the ASB, Crime and Policing Act 2014, for panel action plans."""
+
+    CIVIL_INJUNCTION = "civil-injunction"
+    CRIMINAL_BEHAVIOUR_ORDER = "criminal-behaviour-order"
+    DISPERSAL_DIRECTION = "dispersal-direction"
+    COMMUNITY_PROTECTION_NOTICE = "community-protection-notice"
+    PUBLIC_SPACES_PROTECTION_ORDER = "public-spaces-protection-order"
+    CLOSURE_ORDER = "closure-order"
+
+
+class PanelReferralRequested(Event):
+    """A partner asks for a person to go to a panel (published by partners to the ingress topic;
+    intake validates it and republishes it here)."""
+
+    TOPIC = topics.PANEL_REFERRAL_REQUESTS
+    CE_TYPE = "uk.gov.dcsp.panel-referral.requested.v1"
+
+    partner: PartnerAgency
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    panel: Panel
+    person: Person
+    reason: NonEmpty
+    incident_ids: list[uuid.UUID] = Field(default_factory=list)
+    consent_given: bool | None = None
+    requested_at: AwareDatetime
+
+    def subject(self) -> str:
+        return f"{self.partner}:{self.idempotency_key}"
+
+
+class TenancyPossessionUpdated(Event):
+    """A housing system's news about a tenancy's possession proceedings (via intake)."""
+
+    TOPIC = topics.TENANCY_POSSESSION
+    CE_TYPE = "uk.gov.dcsp.tenancy.possession-updated.v1"
+
+    partner: PartnerAgency
+    idempotency_key: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    tenancy_ref: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+    tenure: Tenure
+    tenant: Person | None = None
+    uprn: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,12}$")] | None = None
+    stage: PossessionStage
+    mandatory_grounds: list[MandatoryGround] = Field(default_factory=list)
+    occurred_at: AwareDatetime
+
+    def subject(self) -> str:
+        return f"tenancy:{self.tenancy_ref}"
+
+
+class PanelAction(Contract):
+    action_id: uuid.UUID
+    description: NonEmpty
+    owner_agency: PartnerAgency
+    due: date
+    tool: AsbTool | None = None
+
+
+class PanelOutcomeRecorded(Event):
+    """A panel's decision on a referral, with its action plan (notifications tells the referrer)."""
+
+    TOPIC = topics.PANEL_OUTCOMES
+    CE_TYPE = "uk.gov.dcsp.panel-outcome.recorded.v1"
+
+    referral_id: uuid.UUID
+    panel: Panel
+    referring_partner: PartnerAgency | None
+    decision: NonEmpty
+    actions: list[PanelAction]
+    recorded_at: AwareDatetime
+
+    def subject(self) -> str:
+        return str(self.referral_id)
 
 
 def event_types() -> list[type[Event]]:

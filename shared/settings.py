@@ -22,8 +22,10 @@ class ReliabilitySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELIABILITY_", extra="ignore")
 
     max_attempts: int = Field(default=3, ge=1, description="Attempts per message before dead-lettering")
-    retry_initial_seconds: float = Field(default=0.2, gt=0)
-    retry_max_seconds: float = Field(default=5.0, gt=0)
+    retry_initial_seconds: float = Field(
+        default=0.2, gt=0, description="Base of the exponential backoff between attempts (and its jitter)"
+    )
+    retry_max_seconds: float = Field(default=5.0, gt=0, description="Longest wait between attempts")
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_seconds: float = Field(default=0.5, gt=0, description="Relay poll interval when not woken")
 

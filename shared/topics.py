@@ -11,10 +11,16 @@ PANEL_REFERRALS = "dcsp.panel-referrals.created.v1"
 DEAD_LETTERS = "dcsp.dead-letters.v1"
 
 # Triage topics (issue #4):
+CASE_REVIEW_PROMPTS = "dcsp.case-review.prompts.v1"
+CASE_REVIEW_ELIGIBILITY = "dcsp.case-review.eligibility.v1"
+INCIDENTS_RETRIAGED = "dcsp.incidents.retriaged.v1"
 
 # Notifications topics (issue #5):
 
 # Panels topics (issue #6):
+PANEL_REFERRAL_REQUESTS = "dcsp.panel-referral-requests.v1"
+TENANCY_POSSESSION = "dcsp.tenancy-possession.v1"
+PANEL_OUTCOMES = "dcsp.panel-outcomes.v1"
 
 
 def resolve(base: str, prefix: str = "") -> str:

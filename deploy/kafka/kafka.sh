@@ -11,7 +11,7 @@
 #
 # Settings (env): KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (port+1), KAFKA_STATE_DIR
 # (.local/kafka-$KAFKA_PORT under the repo), KAFKA_CACHE_DIR (~/.cache/dcsp/kafka),
-# KAFKA_PARTITIONS (3), KAFKA_HEAP (512m).
+# KAFKA_BROKER_PARTITIONS (3: default for auto-created topics), KAFKA_HEAP (512m).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,7 +21,7 @@ port=${KAFKA_PORT:-9092}
 controller_port=${KAFKA_CONTROLLER_PORT:-$((port + 1))}
 state=${KAFKA_STATE_DIR:-$repo/.local/kafka-$port}
 cache=${KAFKA_CACHE_DIR:-$HOME/.cache/dcsp/kafka}/$version
-partitions=${KAFKA_PARTITIONS:-3}
+partitions=${KAFKA_BROKER_PARTITIONS:-3}
 heap=${KAFKA_HEAP:-512m}
 
 log() { printf '[kafka.sh] %s\n' "$*" >&2; }

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request, Response, status
+from fastapi import APIRouter, FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -37,6 +37,22 @@ def _accepted(record: store.AcceptedReport, replayed: bool) -> ReportAccepted:
         idempotency_key=record.idempotency_key,
         accepted_at=record.accepted_at,
         replayed=replayed,
+    )
+
+
+class Problem(Exception):
+    """An error answered in intake's one shape: ``{"error": ..., "errors": [{"field", "reason"}]}``."""
+
+    def __init__(self, status_code: int, error: str, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status_code, self.error, self.field, self.reason = status_code, error, field, reason
+
+
+async def problem_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return JSONResponse(
+        status_code=exc.status_code,
+        content={"error": exc.error, "errors": [{"field": exc.field, "reason": exc.reason}]},
     )
 
 
@@ -75,11 +91,11 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
                     add_events(session, runtime.source, events)
                 break
             except IdempotencyConflict as exc:
-                raise HTTPException(status_code=409, detail=str(exc)) from exc
+                raise Problem(409, "idempotency key conflict", "idempotency_key", str(exc)) from exc
             except IntegrityError:
                 continue
         else:
-            raise HTTPException(status_code=503, detail="could not store the report; retry with the same key")
+            raise Problem(503, "try again", "(body)", "could not store the report; retry with the same key")
         log.info(
             "report accepted" if acceptance.created else "report replayed (same idempotency key)",
             incident_id=str(acceptance.record.incident_id),
@@ -97,7 +113,7 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
         async with runtime.sessions() as session:
             record = await store.get(session, incident_id)
         if record is None:
-            raise HTTPException(status_code=404, detail=f"no report with incident_id {incident_id}")
+            raise Problem(404, "not found", "incident_id", f"no report with incident_id {incident_id}")
         return _accepted(record, replayed=False)
 
     return router
@@ -105,4 +121,5 @@ def build_router(runtime: ServiceRuntime) -> APIRouter:
 
 def install(app: FastAPI, runtime: ServiceRuntime) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(Problem, problem_handler)
     app.include_router(build_router(runtime))

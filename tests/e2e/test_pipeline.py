@@ -118,7 +118,8 @@ def test_same_idempotency_key_returns_first_result_and_creates_nothing(pipeline:
 
     changed = httpx.post(pipeline.url("intake") + "/v1/reports", json={**body, "description": "other"}, timeout=10)
     assert changed.status_code == 409
-    assert "idempotency_key" in changed.json()["detail"]
+    assert changed.json()["errors"][0]["field"] == "idempotency_key"
+    assert "different content" in changed.json()["errors"][0]["reason"]
 
 
 @pytest.mark.parametrize(
