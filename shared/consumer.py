@@ -130,6 +130,35 @@ class ReliableConsumer:
         finally:
             structlog.contextvars.unbind_contextvars("event_id", "incident_id", "topic", "offset")
 
+    async def process_batch(self, batch: Sequence[Received]) -> None:
+        """Handle a batch in one transaction; if any message fails, fall back to one transaction
+        per message, so a bad message is dead-lettered alone and the others still commit."""
+        if len(batch) == 1:
+            await self(batch[0])
+            return
+        duplicates = 0
+        try:
+            async with self._sessions.begin() as session:
+                for received in batch:
+                    if not await claim(session, self.name, received.event_id):
+                        duplicates += 1
+                        continue
+                    with structlog.contextvars.bound_contextvars(
+                        event_id=received.headers.get("ce_id"), incident_id=received.headers.get("ce_subject")
+                    ):
+                        events = await self._handle(session, received)
+                    add_events(session, self._source, events)
+        except Exception as exc:
+            log.info("batch failed; retrying message by message", size=len(batch), error_type=type(exc).__name__)
+            for received in batch:
+                await self(received)
+            return
+        self.duplicates += duplicates
+        self.processed += len(batch) - duplicates
+        if self._after_commit is not None and duplicates < len(batch):
+            self._after_commit()
+        self._relay.wake()
+
     async def _process(self, received: Received) -> None:
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda exc: not isinstance(exc, PERMANENT_ERRORS) or _is_infrastructure(exc)),

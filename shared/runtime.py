@@ -101,13 +101,19 @@ class ServiceRuntime:
 
         @self.broker.subscriber(
             self.topic(base_topic),
-            group_id=f"{self.settings.kafka.group_prefix}dcsp-{self.name}",
+            # One group per service and topic: a rebalance on one topic does not pause the others.
+            group_id=f"{self.settings.kafka.group_prefix}dcsp-{self.name}.{base_topic}",
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_raw_body,
+            batch=True,
+            max_records=self.settings.reliability.batch_max_records,
+            batch_timeout_ms=self.settings.reliability.batch_timeout_ms,
         )
-        async def _on_message(msg: KafkaMessage) -> None:
-            await consumer(Received.from_record(msg.raw_message))
+        async def _on_batch(msg: KafkaMessage) -> None:
+            raw = msg.raw_message
+            records = raw if isinstance(raw, tuple) else (raw,)
+            await consumer.process_batch([Received.from_record(r) for r in records])
 
         return consumer
 

@@ -27,6 +27,12 @@ class ReliabilitySettings(BaseSettings):
     )
     retry_max_seconds: float = Field(default=5.0, gt=0, description="Longest wait between attempts")
     outbox_batch_size: int = Field(default=500, ge=1)
+    batch_max_records: int = Field(
+        default=500, ge=1, description="Most records a consumer handles in one store transaction"
+    )
+    batch_timeout_ms: int = Field(
+        default=25, ge=1, description="How long a consumer waits for records before polling again"
+    )
     outbox_poll_seconds: float = Field(default=0.5, gt=0, description="Relay poll interval when not woken")
 
 
