@@ -375,6 +375,49 @@ class IncidentRetriaged(Event):
 # ---------------------------------------------------------------------------
 
 
+class PoliceAlertAcknowledged(Event):
+    """The police acknowledged an alert (POST /v1/alerts/{id}/ack): who, and when."""
+
+    TOPIC = topics.POLICE_ALERTS_ACKNOWLEDGED
+    CE_TYPE = "uk.gov.dcsp.police-alert.acknowledged.v1"
+
+    alert_id: uuid.UUID
+    incident_id: uuid.UUID
+    acknowledged_by: str
+    acknowledged_at: AwareDatetime
+
+
+class PoliceAlertEscalated(Event):
+    """An alert was not acknowledged by its deadline and went to the CSU duty contact (once per deadline)."""
+
+    TOPIC = topics.POLICE_ALERTS_ESCALATED
+    CE_TYPE = "uk.gov.dcsp.police-alert.escalated.v1"
+
+    alert_id: uuid.UUID
+    incident_id: uuid.UUID
+    risk_tier: RiskTier
+    acknowledge_by: AwareDatetime
+    escalated_at: AwareDatetime
+    channels: list[str]
+
+
+class DailyBriefingPublished(Event):
+    """The CSU Daily Briefing for a date was built from stored events and sent to the distribution list."""
+
+    TOPIC = topics.DAILY_BRIEFINGS
+    CE_TYPE = "uk.gov.dcsp.daily-briefing.published.v1"
+
+    briefing_date: date
+    cut_off: AwareDatetime
+    previous_cut_off: AwareDatetime
+    sha256: str = Field(description="SHA-256 of the briefing's canonical JSON")
+    counts: dict[str, int]
+    published_at: AwareDatetime
+
+    def subject(self) -> str:
+        return self.briefing_date.isoformat()
+
+
 # ---------------------------------------------------------------------------
 # Panels events (issue #6) go below this line.
 # ---------------------------------------------------------------------------
@@ -416,6 +459,9 @@ class PanelReferralRequested(Event):
     incident_ids: list[uuid.UUID] = Field(default_factory=list)
     consent_given: bool | None = None
     requested_at: AwareDatetime
+    person_key: str | None = Field(
+        default=None, description="Set by intake: the person's stable key across partners (partners leave it out)"
+    )
 
     def subject(self) -> str:
         return f"{self.partner}:{self.idempotency_key}"
@@ -461,6 +507,56 @@ class PanelOutcomeRecorded(Event):
     decision: NonEmpty
     actions: list[PanelAction]
     recorded_at: AwareDatetime
+
+    def subject(self) -> str:
+        return str(self.referral_id)
+
+
+class PanelActionOverdue(Event):
+    """An action from a panel's plan is past its due date and not completed (emitted once per action)."""
+
+    TOPIC = topics.PANEL_ACTIONS_OVERDUE
+    CE_TYPE = "uk.gov.dcsp.panel-action.overdue.v1"
+
+    referral_id: uuid.UUID
+    panel: Panel
+    referring_partner: PartnerAgency | None
+    action: PanelAction
+    days_overdue: int = Field(ge=1)
+    detected_at: AwareDatetime
+
+    def subject(self) -> str:
+        return str(self.referral_id)
+
+
+class PanelActionCompleted(Event):
+    """An owning agency completed an action from a panel's plan."""
+
+    TOPIC = topics.PANEL_ACTIONS_COMPLETED
+    CE_TYPE = "uk.gov.dcsp.panel-action.completed.v1"
+
+    referral_id: uuid.UUID
+    panel: Panel
+    referring_partner: PartnerAgency | None
+    action: PanelAction
+    completed_at: AwareDatetime
+    note: str | None = None
+
+    def subject(self) -> str:
+        return str(self.referral_id)
+
+
+class PanelReferralClosed(Event):
+    """A referral was closed with a reason; a new incident for the person starts a new referral."""
+
+    TOPIC = topics.PANEL_REFERRALS_CLOSED
+    CE_TYPE = "uk.gov.dcsp.panel-referral.closed.v1"
+
+    referral_id: uuid.UUID
+    panel: Panel
+    referring_partner: PartnerAgency | None
+    reason: NonEmpty
+    closed_at: AwareDatetime
 
     def subject(self) -> str:
         return str(self.referral_id)

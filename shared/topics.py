@@ -16,11 +16,17 @@ CASE_REVIEW_ELIGIBILITY = "dcsp.case-review.eligibility.v1"
 INCIDENTS_RETRIAGED = "dcsp.incidents.retriaged.v1"
 
 # Notifications topics (issue #5):
+POLICE_ALERTS_ACKNOWLEDGED = "dcsp.police-alerts.acknowledged.v1"
+POLICE_ALERTS_ESCALATED = "dcsp.police-alerts.escalated.v1"
+DAILY_BRIEFINGS = "dcsp.daily-briefings.v1"
 
 # Panels topics (issue #6):
 PANEL_REFERRAL_REQUESTS = "dcsp.panel-referral-requests.v1"
 TENANCY_POSSESSION = "dcsp.tenancy-possession.v1"
 PANEL_OUTCOMES = "dcsp.panel-outcomes.v1"
+PANEL_ACTIONS_OVERDUE = "dcsp.panel-actions.overdue.v1"
+PANEL_ACTIONS_COMPLETED = "dcsp.panel-actions.completed.v1"
+PANEL_REFERRALS_CLOSED = "dcsp.panel-referrals.closed.v1"
 
 
 def resolve(base: str, prefix: str = "") -> str:

@@ -1,13 +1,15 @@
-"""Notifications' own store: each police alert, stored before any attempt, and every attempt."""
+"""Notifications' own store: each police alert (stored before any attempt), every message to be
+sent on every channel (a dispatch) with every attempt, escalations, the events the Daily Briefing
+is built from, and the briefings published."""
 
 from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, Uuid, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -15,38 +17,158 @@ from shared.db import Base
 
 
 class AlertStatus(enum.StrEnum):
+    PENDING = "pending"  # stored; not yet on every channel, no attempt failed last
+    FAILED = "failed"  # not yet on every channel and the last attempt on one failed (still retried)
+    DELIVERED = "delivered"  # every configured channel has it
+    ACKNOWLEDGED = "acknowledged"  # a query filter: someone acknowledged it
+    OVERDUE = "overdue"  # a query filter: past its deadline, not acknowledged
+
+
+class DispatchStatus(enum.StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
 
 
+class AttemptOutcome(enum.StrEnum):
+    SENDING = "sending"  # recorded before the send: a crash leaves this, later marked interrupted
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the service stopped mid-send; the outcome is unknown, so it is resent
+
+
 class PoliceAlert(Base):
     __tablename__ = "police_alerts"
-    __table_args__ = (Index("ix_alert_status_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_alert_ack_due", "acknowledged_at", "acknowledge_by"),)
 
     alert_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     incident_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
     status: Mapped[str] = mapped_column(String(16))
     risk_tier: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column()
-    next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    crime_category: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    channels: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    acknowledge_by: Mapped[datetime] = mapped_column()
     delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
-class AlertAttempt(Base):
-    __tablename__ = "police_alert_attempts"
+class Dispatch(Base):
+    """One message to one destination over one channel, delivered until it is accepted."""
+
+    __tablename__ = "dispatches"
+    __table_args__ = (Index("ix_dispatch_status_due", "status", "next_attempt_at"),)
+
+    dispatch_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # police-alert, escalation, cross-border, panel-outcome, briefing
+    subject_id: Mapped[str] = mapped_column(String(100), index=True)
+    alert_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("police_alerts.alert_id"), nullable=True, index=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | email
+    destination: Mapped[str] = mapped_column(Text)
+    secret_name: Mapped[str | None] = mapped_column(String(32), nullable=True)  # which webhook key signs it
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column()
+    next_attempt_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DispatchAttempt(Base):
+    __tablename__ = "dispatch_attempts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    alert_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("police_alerts.alert_id"), index=True)
+    dispatch_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("dispatches.dispatch_id"), index=True)
+    alert_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
     attempted_at: Mapped[datetime] = mapped_column()
-    channel: Mapped[str] = mapped_column(String(32))
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-TABLES = [PoliceAlert.__table__, AlertAttempt.__table__]
+class AlertEscalation(Base):
+    __tablename__ = "police_alert_escalations"
+    __table_args__ = (UniqueConstraint("alert_id", "acknowledge_by", name="uq_one_escalation_per_deadline"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("police_alerts.alert_id"), index=True)
+    acknowledge_by: Mapped[datetime] = mapped_column()
+    escalated_at: Mapped[datetime] = mapped_column()
+    channels: Mapped[list[str]] = mapped_column(JSON)
+
+
+class IncidentOfConcern(Base):
+    """A triaged incident the Daily Briefing may list (see domain.is_issue_of_concern)."""
+
+    __tablename__ = "briefing_incidents"
+
+    incident_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    triaged_at: Mapped[datetime] = mapped_column(index=True)
+    fact: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class CaseReviewNotice(Base):
+    __tablename__ = "briefing_case_reviews"
+    __table_args__ = (UniqueConstraint("kind", "victim_key", "incident_id", name="uq_case_review_notice"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    victim_key: Mapped[str] = mapped_column(String(200))
+    incident_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    raised_at: Mapped[datetime] = mapped_column(index=True)
+    fact: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ReferralSeen(Base):
+    __tablename__ = "briefing_referrals"
+
+    referral_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    fact: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class OutcomeSeen(Base):
+    __tablename__ = "panel_outcomes_seen"
+    __table_args__ = (UniqueConstraint("referral_id", "recorded_at", name="uq_outcome_seen"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    referral_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    recorded_at: Mapped[datetime] = mapped_column()
+    panel: Mapped[str] = mapped_column(String(16))
+    referring_partner: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    decision: Mapped[str] = mapped_column(Text)
+
+
+class PublishedBriefing(Base):
+    __tablename__ = "daily_briefings"
+
+    briefing_date: Mapped[date] = mapped_column(primary_key=True)
+    cut_off: Mapped[datetime] = mapped_column()
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column()
+
+
+TABLES = [
+    PoliceAlert.__table__,
+    Dispatch.__table__,
+    DispatchAttempt.__table__,
+    AlertEscalation.__table__,
+    IncidentOfConcern.__table__,
+    CaseReviewNotice.__table__,
+    ReferralSeen.__table__,
+    OutcomeSeen.__table__,
+    PublishedBriefing.__table__,
+]
 
 
 async def find_by_incident(session: AsyncSession, incident_id: uuid.UUID) -> PoliceAlert | None:
@@ -55,27 +177,99 @@ async def find_by_incident(session: AsyncSession, incident_id: uuid.UUID) -> Pol
     ).scalar_one_or_none()
 
 
-async def due_alerts(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
+async def due_dispatches(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
     rows = await session.execute(
-        select(PoliceAlert.alert_id)
-        .where(PoliceAlert.status == AlertStatus.PENDING, PoliceAlert.next_attempt_at <= now)
-        .order_by(PoliceAlert.next_attempt_at)
+        select(Dispatch.dispatch_id)
+        .where(Dispatch.status == DispatchStatus.PENDING, Dispatch.next_attempt_at <= now)
+        .order_by(Dispatch.next_attempt_at, Dispatch.dispatch_id)
         .limit(limit)
     )
     return list(rows.scalars())
 
 
-async def list_alerts(session: AsyncSession, status: str | None, incident_id: uuid.UUID | None) -> list[PoliceAlert]:
-    stmt = select(PoliceAlert).order_by(PoliceAlert.created_at)
-    if status:
-        stmt = stmt.where(PoliceAlert.status == status)
+async def dispatches_for_alert(session: AsyncSession, alert_id: uuid.UUID) -> list[Dispatch]:
+    rows = await session.execute(select(Dispatch).where(Dispatch.alert_id == alert_id).order_by(Dispatch.created_at))
+    return list(rows.scalars())
+
+
+async def list_alerts(
+    session: AsyncSession,
+    status: AlertStatus | None,
+    incident_id: uuid.UUID | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    now: datetime,
+) -> list[PoliceAlert]:
+    """Alerts, oldest first. Status filters: ``delivered`` = every channel has it (acknowledged or
+    not); ``acknowledged``; ``overdue`` = past its deadline and not acknowledged; ``pending`` and
+    ``failed`` = not yet on every channel."""
+    stmt = select(PoliceAlert).order_by(PoliceAlert.created_at, PoliceAlert.alert_id)
+    if status == AlertStatus.ACKNOWLEDGED:
+        stmt = stmt.where(PoliceAlert.acknowledged_at.is_not(None))
+    elif status == AlertStatus.OVERDUE:
+        stmt = stmt.where(PoliceAlert.acknowledged_at.is_(None), PoliceAlert.acknowledge_by <= now)
+    elif status is not None:
+        stmt = stmt.where(PoliceAlert.status == str(status))
     if incident_id:
         stmt = stmt.where(PoliceAlert.incident_id == incident_id)
+    if created_from:
+        stmt = stmt.where(PoliceAlert.created_at >= created_from)
+    if created_to:
+        stmt = stmt.where(PoliceAlert.created_at < created_to)
     return list((await session.execute(stmt)).scalars())
 
 
-async def attempts_for(session: AsyncSession, alert_id: uuid.UUID) -> list[AlertAttempt]:
+async def attempts_for_alert(session: AsyncSession, alert_id: uuid.UUID) -> list[DispatchAttempt]:
     rows = await session.execute(
-        select(AlertAttempt).where(AlertAttempt.alert_id == alert_id).order_by(AlertAttempt.id)
+        select(DispatchAttempt).where(DispatchAttempt.alert_id == alert_id).order_by(DispatchAttempt.id)
     )
     return list(rows.scalars())
+
+
+async def attempts_for_dispatch(session: AsyncSession, dispatch_id: uuid.UUID) -> list[DispatchAttempt]:
+    rows = await session.execute(
+        select(DispatchAttempt).where(DispatchAttempt.dispatch_id == dispatch_id).order_by(DispatchAttempt.id)
+    )
+    return list(rows.scalars())
+
+
+async def unacknowledged_past_deadline(session: AsyncSession, now: datetime) -> list[PoliceAlert]:
+    rows = await session.execute(
+        select(PoliceAlert)
+        .where(PoliceAlert.acknowledged_at.is_(None), PoliceAlert.acknowledge_by <= now)
+        .order_by(PoliceAlert.acknowledge_by, PoliceAlert.alert_id)
+    )
+    return list(rows.scalars())
+
+
+async def escalated_deadlines(session: AsyncSession, alert_ids: list[uuid.UUID]) -> set[tuple[uuid.UUID, datetime]]:
+    if not alert_ids:
+        return set()
+    rows = await session.execute(
+        select(AlertEscalation.alert_id, AlertEscalation.acknowledge_by).where(AlertEscalation.alert_id.in_(alert_ids))
+    )
+    return {(a, d) for a, d in rows}
+
+
+async def briefing_rows(
+    session: AsyncSession, since: datetime, until: datetime
+) -> tuple[list[IncidentOfConcern], list[CaseReviewNotice], list[ReferralSeen], list[PoliceAlert]]:
+    """Everything the briefing for a cut-off ``until`` may use, from ``since`` (the look-back)."""
+    incidents = await session.execute(
+        select(IncidentOfConcern).where(IncidentOfConcern.triaged_at >= since, IncidentOfConcern.triaged_at < until)
+    )
+    reviews = await session.execute(
+        select(CaseReviewNotice).where(CaseReviewNotice.raised_at >= since, CaseReviewNotice.raised_at < until)
+    )
+    referrals = await session.execute(
+        select(ReferralSeen).where(ReferralSeen.created_at >= since, ReferralSeen.created_at < until)
+    )
+    alerts = await session.execute(
+        select(PoliceAlert).where(PoliceAlert.created_at >= since, PoliceAlert.created_at < until)
+    )
+    return (
+        list(incidents.scalars()),
+        list(reviews.scalars()),
+        list(referrals.scalars()),
+        list(alerts.scalars()),
+    )
