@@ -1,17 +1,30 @@
-"""Panels' composition root."""
+"""Panels' composition root: settings -> clock -> runtime (store, broker, outbox) -> handlers -> HTTP."""
 
 from __future__ import annotations
 
 from services.panels import api, store
-from services.panels.handlers import on_incident_triaged
+from services.panels.handlers import Panels
 from services.panels.settings import PanelsSettings
 from shared import topics
+from shared.clock import Clock, FrozenClock, system_clock
 from shared.runtime import ServiceRuntime
 
 
-def build(settings: PanelsSettings | None = None) -> ServiceRuntime:
-    runtime = ServiceRuntime("panels", settings or PanelsSettings())
+def build(settings: PanelsSettings | None = None, clock: Clock | None = None) -> ServiceRuntime:
+    return compose(settings, clock)[0]
+
+
+def compose(settings: PanelsSettings | None = None, clock: Clock | None = None) -> tuple[ServiceRuntime, Panels]:
+    """The wired service and its use cases (tests drive the use cases on a clock of their own)."""
+    settings = settings or PanelsSettings()
+    if clock is None:
+        clock = FrozenClock(settings.clock_fixed_at) if settings.clock_fixed_at else system_clock
+    runtime = ServiceRuntime("panels", settings)
     runtime.use_tables(*store.TABLES)
-    runtime.subscribe(topics.INCIDENTS_TRIAGED, on_incident_triaged)
-    api.install(runtime.api, runtime)
-    return runtime
+    panels = Panels(runtime, settings, clock)
+    runtime.subscribe(topics.INCIDENTS_TRIAGED, panels.on_incident_triaged)
+    runtime.subscribe(topics.TENANCY_POSSESSION, panels.on_possession_updated)
+    runtime.subscribe(topics.PANEL_REFERRAL_REQUESTS, panels.on_referral_requested)
+    runtime.add_worker(panels.run_overdue_checks)
+    api.install(runtime.api, runtime, panels, settings)
+    return runtime, panels

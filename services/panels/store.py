@@ -1,15 +1,26 @@
-"""Panels' own store: referrals (one open per person and panel) and the incidents attached."""
+"""Panels' own store: referrals (one open per person and panel), the incidents attached, the
+incidents and tenancies on record, action plans, and every change to a referral (its history)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint, Uuid, select
+from sqlalchemy import JSON, Date, ForeignKey, Integer, String, Text, UniqueConstraint, Uuid, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
+
+
+class ReferralStatus:
+    AWAITING_PANEL = "awaiting-panel"  # on an agenda until the panel records an outcome
+    ACTION_PLAN = "action-plan"  # the panel decided; its actions are being carried out
+    CLOSED = "closed"
+
+
+OPEN_STATUSES = (ReferralStatus.AWAITING_PANEL, ReferralStatus.ACTION_PLAN)
 
 
 class PanelReferral(Base):
@@ -25,6 +36,17 @@ class PanelReferral(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column()
     reasons: Mapped[list[str]] = mapped_column(JSON)
+    referring_partner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    consent_given: Mapped[bool | None] = mapped_column(nullable=True)
+    requested_people: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    tenancy_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    risk_tier: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    vulnerability_score: Mapped[int] = mapped_column(Integer, default=0)
+    decision: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    close_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class ReferralIncident(Base):
@@ -36,7 +58,71 @@ class ReferralIncident(Base):
     reasons: Mapped[list[str]] = mapped_column(JSON)
 
 
-TABLES = [PanelReferral.__table__, ReferralIncident.__table__]
+class IncidentOnRecord(Base):
+    """Every triaged incident panels has seen, whether or not it made a referral: a later possession
+    event or request may bring it to a panel."""
+
+    __tablename__ = "panel_incidents"
+
+    incident_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    victim_key: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    tenancy_ref: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    tenant_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reported_at: Mapped[datetime] = mapped_column()
+    recorded_at: Mapped[datetime] = mapped_column()
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TenancyRow(Base):
+    __tablename__ = "panel_tenancies"
+
+    tenancy_ref: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tenure: Mapped[str] = mapped_column(String(32))
+    tenure_from_housing: Mapped[bool] = mapped_column(default=False)
+    stage: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    mandatory_grounds: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tenant: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    uprn: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    stage_history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class PanelActionRow(Base):
+    __tablename__ = "panel_actions"
+
+    action_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    referral_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("panel_referrals.referral_id"), index=True)
+    description: Mapped[str] = mapped_column(Text)
+    owner_agency: Mapped[str] = mapped_column(String(64))
+    due: Mapped[date] = mapped_column(Date, index=True)
+    tool: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # open | completed
+    recorded_at: Mapped[datetime] = mapped_column()
+    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    completion_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    overdue_notified_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class ReferralHistory(Base):
+    """One row per change to a referral: what happened, when, and the details."""
+
+    __tablename__ = "referral_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    referral_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("panel_referrals.referral_id"), index=True)
+    at: Mapped[datetime] = mapped_column()
+    event_type: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+TABLES = [
+    PanelReferral.__table__,
+    ReferralIncident.__table__,
+    IncidentOnRecord.__table__,
+    TenancyRow.__table__,
+    PanelActionRow.__table__,
+    ReferralHistory.__table__,
+]
 
 
 async def open_referral(session: AsyncSession, panel: str, person_key: str) -> PanelReferral | None:
@@ -54,8 +140,69 @@ async def list_referrals(session: AsyncSession, panel: str | None) -> list[tuple
     referrals = list((await session.execute(stmt)).scalars())
     out = []
     for r in referrals:
-        ids = await session.execute(
-            select(ReferralIncident.incident_id).where(ReferralIncident.referral_id == r.referral_id)
-        )
-        out.append((r, [str(i) for i in ids.scalars()]))
+        out.append((r, [str(i) for i in await incident_ids(session, r.referral_id)]))
     return out
+
+
+async def incident_ids(session: AsyncSession, referral_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await session.execute(
+        select(ReferralIncident.incident_id)
+        .where(ReferralIncident.referral_id == referral_id)
+        .order_by(ReferralIncident.attached_at, ReferralIncident.incident_id)
+    )
+    return list(rows.scalars())
+
+
+async def incidents_on_record(session: AsyncSession, ids: list[uuid.UUID]) -> list[IncidentOnRecord]:
+    if not ids:
+        return []
+    return list(
+        (await session.execute(select(IncidentOnRecord).where(IncidentOnRecord.incident_id.in_(ids)))).scalars()
+    )
+
+
+async def tenancy_incidents(session: AsyncSession, tenancy_ref: str) -> list[IncidentOnRecord]:
+    rows = await session.execute(
+        select(IncidentOnRecord)
+        .where(IncidentOnRecord.tenancy_ref == tenancy_ref)
+        .order_by(IncidentOnRecord.reported_at, IncidentOnRecord.incident_id)
+    )
+    return list(rows.scalars())
+
+
+async def actions_of(session: AsyncSession, referral_id: uuid.UUID) -> list[PanelActionRow]:
+    rows = await session.execute(
+        select(PanelActionRow)
+        .where(PanelActionRow.referral_id == referral_id)
+        .order_by(PanelActionRow.recorded_at, PanelActionRow.due, PanelActionRow.action_id)
+    )
+    return list(rows.scalars())
+
+
+async def overdue_actions(session: AsyncSession, today: date) -> list[tuple[PanelActionRow, PanelReferral]]:
+    """Open actions of open referrals whose due date has passed, most overdue first."""
+    rows = await session.execute(
+        select(PanelActionRow, PanelReferral)
+        .join(PanelReferral, PanelReferral.referral_id == PanelActionRow.referral_id)
+        .where(
+            PanelActionRow.status == "open",
+            PanelActionRow.due < today,
+            PanelReferral.status != ReferralStatus.CLOSED,
+        )
+        .order_by(PanelActionRow.due, PanelActionRow.action_id)
+    )
+    return [(a, r) for a, r in rows.all()]
+
+
+async def awaiting_panel(session: AsyncSession, panel: str) -> list[PanelReferral]:
+    rows = await session.execute(
+        select(PanelReferral).where(PanelReferral.panel == panel, PanelReferral.status == ReferralStatus.AWAITING_PANEL)
+    )
+    return list(rows.scalars())
+
+
+async def history(session: AsyncSession, referral_id: uuid.UUID) -> list[ReferralHistory]:
+    rows = await session.execute(
+        select(ReferralHistory).where(ReferralHistory.referral_id == referral_id).order_by(ReferralHistory.id)
+    )
+    return list(rows.scalars())
