@@ -31,7 +31,7 @@ class Process:
     port: int
     env: dict[str, str]
     log_path: Path
-    ready_path: str
+    ready_path: str | None  # None: ready once the port accepts TCP connections
     popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,9 +55,12 @@ class Process:
             if not self.alive():
                 raise RuntimeError(f"{self.name} exited during start-up; see {self.log_path}:\n{self.tail()}")
             try:
-                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                if self.ready_path is None:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                        return time.monotonic() - start
+                elif httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
                     return time.monotonic() - start
-            except httpx.HTTPError:
+            except (httpx.HTTPError, OSError):
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready within {timeout:.0f} s; see {self.log_path}:\n{self.tail()}")
@@ -91,6 +94,7 @@ class Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ports = self.ports or {}
         receiver_port = ports.get("receiver") or free_port()
+        mail_port = ports.get("mail") or free_port()
         base = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -112,6 +116,11 @@ class Pipeline:
             self.workdir / "receiver.log",
             "/health",
         )
+        self.processes["mail"] = Process(
+            "mail", "demo.smtp_receiver", mail_port,
+            {**base, "SMTP_RECEIVER_PORT": str(mail_port)},
+            self.workdir / "mail.log", None,
+        )  # fmt: skip
         for name in SERVICES:
             port = ports.get(name) or free_port()
             prefix = name.upper()
@@ -123,6 +132,8 @@ class Pipeline:
             if name == "notifications":
                 env["NOTIFICATIONS_POLICE_WEBHOOK_URL"] = f"http://127.0.0.1:{receiver_port}/alerts"
                 env["NOTIFICATIONS_POLICE_WEBHOOK_SECRET"] = self.receiver_secret
+                env["NOTIFICATIONS_SMTP__HOST"] = "127.0.0.1"
+                env["NOTIFICATIONS_SMTP__PORT"] = str(mail_port)
             self.processes[name] = Process(name, f"services.{name}", port, env, self.workdir / f"{name}.log", "/ready")
 
     def url(self, name: str) -> str:

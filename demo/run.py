@@ -144,14 +144,16 @@ def main(argv: list[str] | None = None) -> int:
     bootstrap = kafka.start()
     # `make run` keeps the documented ports (each overridable by its service's env var);
     # `make demo` takes free ones so it can run beside anything.
-    defaults = {"intake": 8001, "triage": 8002, "notifications": 8003, "panels": 8004, "receiver": 8099}
+    defaults = {
+        "intake": ("INTAKE_HTTP_PORT", 8001),
+        "triage": ("TRIAGE_HTTP_PORT", 8002),
+        "notifications": ("NOTIFICATIONS_HTTP_PORT", 8003),
+        "panels": ("PANELS_HTTP_PORT", 8004),
+        "receiver": ("RECEIVER_PORT", 8099),
+        "mail": ("SMTP_RECEIVER_PORT", 2525),
+    }
     fixed_ports = (
-        None
-        if args.exit
-        else {
-            name: int(os.environ.get(f"{name.upper()}_HTTP_PORT" if name != "receiver" else "RECEIVER_PORT", port))
-            for name, port in defaults.items()
-        }
+        None if args.exit else {name: int(os.environ.get(var, port)) for name, (var, port) in defaults.items()}
     )
     pipeline = Pipeline(
         REPO / "var" / "demo" / run_id, bootstrap, namespace=namespace, ports=fixed_ports, receiver_fail_first=2
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         console.print(f"[bold]Starting services[/] (logs and SQLite stores in {pipeline.workdir})")
         for name, seconds in pipeline.start().items():
-            console.print(f"  {name:<14} ready in {seconds:.1f} s at {pipeline.url(name)}")
+            console.print(f"  {name:<14} ready in {seconds:.1f} s on 127.0.0.1:{pipeline.processes[name].port}")
         items = scenario.build(run_id)
         console.print(f"[bold]Playing {len(items)} reports[/] from partners (HTTP and the ingress topic)")
         outcomes = play(pipeline, namespace, items, args.timeout)
