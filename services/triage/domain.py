@@ -1,22 +1,26 @@
 """Triage rules: classify one partner report. Pure: no I/O, no clock, no broker, no database.
 
-``classify`` turns a ``ReportDetails``, the victim's recent history and the thresholds in
-``TriageSettings`` into a ``Classification``: NSIR ASB type (qualifier and heading), the
-police.uk crime category, hate incident, vulnerability score, repeat victim, risk tier, and
-the reasons for each decision in a stable order.
+``triage`` turns an accepted report, the facts triage kept about earlier reports (same victim,
+same property or place) and ``TriageSettings`` into a ``Classification``: NSIR ASB type
+(qualifier and heading), the police.uk crime category, hate incident and strands, vulnerability
+score, repeat victim and ASB Case Review grounds, risk tier and review date, owning and
+supporting teams, response tier and first-contact target, cross-border flag, and a ``Reason``
+(rule id, sentence, evidence) for every rule that fired, in a stable order. ``classify`` is the
+same with the history already counted.
 
 Police notification is a hard rule, so crime detection leans towards alerting: cues are
 plain keyword patterns, and only a cue directly preceded by a negation ("no knife",
 "without a weapon", "wasn't assaulted") is set aside, and then with a reason saying so.
 
-Vulnerability question set (``VULNERABILITY_WEIGHTS``; vulnerable at
-``settings.vulnerability_threshold``, default 22). Only scored when a victim is recorded.
+Vulnerability question set (weights in ``settings.vulnerability_weights``, defaults below;
+vulnerable at ``settings.vulnerability_threshold``, default 22). Only scored when a victim is
+recorded; re-scored on every new report about the victim, since the history feeds it.
 
     ==========================  ======  ===================================================
     factor                      points  asked as
     ==========================  ======  ===================================================
-    age-under-18                8       victim under 18 on the report date (personal)
-    age-75-plus                 8       victim 75 or over on the report date (personal)
+    age-under-18                8       victim under ``child_under_age`` (18) on the report date
+    age-75-plus                 8       victim ``older_from_age`` (75) or over on the report date
     disability                  8       ``Vulnerability.DISABILITY`` (personal)
     mental-health               8       ``Vulnerability.MENTAL_HEALTH`` (personal)
     lives-alone                 6       ``Vulnerability.LIVES_ALONE`` (situational)
@@ -24,48 +28,78 @@ Vulnerability question set (``VULNERABILITY_WEIGHTS``; vulnerable at
     children-in-household       4       ``Vulnerability.CHILDREN_IN_HOUSEHOLD`` (situational)
     fear-of-reprisal            6       ``Vulnerability.FEAR_OF_REPRISAL`` (situational)
     impact-on-daily-life        6       ``Vulnerability.IMPACT_ON_DAILY_LIFE`` (incidental)
-    repeat-target               8       at least one earlier report about the victim in the window
+    repeat-target               8       at least one earlier complaint about the victim in the window
     hate-incident               8       this report is a hate incident (incidental)
     violence                    8       violence against the person, a weapon or a threat to kill
     ==========================  ======  ===================================================
 
 No single factor, nor any two, reaches 22; three strong factors do (a disabled victim who
 lives alone and is a repeat target scores 8 + 6 + 8 = 22).
+
+Rule ids (``Reason.rule_id``) are stable across versions; a rule whose meaning changes gets a
+new id, and every change to an outcome bumps ``RULES_VERSION``.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Final
 
-from services.triage.settings import TriageSettings
+from services.triage.settings import DEFAULT_VULNERABILITY_WEIGHTS, TriageSettings
 from shared.contracts import (
     AsbQualifier,
     Classification,
     CrimeCategory,
+    Location,
     Person,
+    Reason,
     ReportDetails,
     RiskTier,
+    Tenure,
     Vulnerability,
 )
 
-RULES_VERSION = "2026.11-1"
+RULES_VERSION = "2026.11-2"
+
+
+def reason(rule_id: str, text: str, *evidence: object) -> Reason:
+    """A reason for a rule that fired, with the evidence it used as plain strings."""
+    return Reason(rule_id=rule_id, text=text, evidence=[str(e) for e in evidence])
+
+
+def _unique(reasons: Iterable[Reason]) -> tuple[Reason, ...]:
+    # The same rule quoting the same cue twice says nothing new; first occurrence first keeps order stable.
+    seen: dict[tuple[str, str], Reason] = {}
+    for r in reasons:
+        seen.setdefault((r.rule_id, r.text), r)
+    return tuple(seen.values())
 
 
 @dataclass(frozen=True)
 class VictimHistory:
-    """What triage knows about the victim before this report."""
+    """What triage knows before this report, within the repeat window: the victim's earlier
+    complaints (each incident counted once however many agencies reported it) and the property's."""
 
-    prior_reports: int  # reports about the same victim in the repeat window, NOT counting this one
+    prior_reports: int  # distinct earlier complaints about the same victim, NOT counting this one
+    prior_hate_incidents: int = 0
+    prior_incident_ids: tuple[uuid.UUID, ...] = ()
+    prior_partners: tuple[str, ...] = ()
+    duplicate_of: uuid.UUID | None = None  # the first report of this same incident by another partner
+    duplicate_partner: str | None = None
+    property_complainants: int = 0  # other people who reported the same problem at the same property
+    property_incident_ids: tuple[uuid.UUID, ...] = ()
 
     def __post_init__(self) -> None:
         if self.prior_reports < 0:
             raise ValueError("prior_reports cannot be negative")
+        if self.prior_hate_incidents < 0 or self.property_complainants < 0:
+            raise ValueError("counts cannot be negative")
 
 
 # ---------------------------------------------------------------------------
@@ -129,26 +163,28 @@ HEADING_QUALIFIER: Final[Mapping[AsbHeading, AsbQualifier]] = MappingProxyType(
     }
 )
 
-VULNERABILITY_WEIGHTS: Final[Mapping[str, int]] = MappingProxyType(
-    {
-        "age-under-18": 8,
-        "age-75-plus": 8,
-        Vulnerability.DISABILITY.value: 8,
-        Vulnerability.MENTAL_HEALTH.value: 8,
-        Vulnerability.LIVES_ALONE.value: 6,
-        Vulnerability.ISOLATED.value: 6,
-        Vulnerability.CHILDREN_IN_HOUSEHOLD.value: 4,
-        Vulnerability.FEAR_OF_REPRISAL.value: 6,
-        Vulnerability.IMPACT_ON_DAILY_LIFE.value: 6,
-        "repeat-target": 8,
-        "hate-incident": 8,
-        "violence": 8,
-    }
-)
 
-# Age bands of the question set: part of the scoring definition, like the weights above.
-CHILD_UNDER_AGE: Final = 18
-OLDER_FROM_AGE: Final = 75
+# The defaults of the question set; the weights in force come from settings.
+VULNERABILITY_WEIGHTS: Final[Mapping[str, int]] = MappingProxyType(DEFAULT_VULNERABILITY_WEIGHTS)
+
+
+class Team(enum.StrEnum):
+    """Who owns or supports a case."""
+
+    POLICE = "police"
+    COMMUNITY_SAFETY_UNIT = "community-safety-unit"
+    HOUSING_ASB = "housing-asb-team"
+    ENVIRONMENTAL_HEALTH = "environmental-health"
+    ENVIRONMENTAL_ENFORCEMENT = "environmental-enforcement"
+    NEIGHBOURING_PARTNERSHIP = "neighbouring-partnership"
+
+
+class ResponseTier(enum.StrEnum):
+    """Proportionate response: how fast the owning team makes first contact."""
+
+    URGENT = "urgent"
+    PRIORITY = "priority"
+    ROUTINE = "routine"
 
 
 # ---------------------------------------------------------------------------
@@ -431,7 +467,7 @@ class AsbType:
 
     qualifier: AsbQualifier
     heading: AsbHeading | None
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
 
 def heading_from_category(category: str | None) -> AsbHeading | None:
@@ -453,37 +489,61 @@ def heading_from_description(description: str) -> tuple[AsbHeading, str] | None:
 
 def classify_asb(report: ReportDetails, hate_incident: bool, harm_to_person: bool = False) -> AsbType:
     """NSIR heading from the structured category, else the description; qualifier from heading and target."""
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     heading = heading_from_category(report.category)
     if heading is not None:
-        reasons.append(f"ASB heading '{heading}' from the partner's category '{report.category}'")
+        reasons.append(
+            reason(
+                "asb.heading.category",
+                f"ASB heading '{heading}' from the partner's category '{report.category}'",
+                f"category: {report.category}",
+            )
+        )
     else:
         if report.category is not None:
-            reasons.append(f"ASB: category '{report.category}' names no ASB heading; using the description")
+            reasons.append(
+                reason(
+                    "asb.category.no-heading",
+                    f"ASB: category '{report.category}' names no ASB heading; using the description",
+                    f"category: {report.category}",
+                )
+            )
         found = heading_from_description(report.description)
         if found is not None:
             heading, cue = found
-            reasons.append(f"ASB heading '{heading}': description mentions '{cue}'")
+            reasons.append(
+                reason("asb.heading.description", f"ASB heading '{heading}': description mentions '{cue}'", cue)
+            )
 
     # Personal wins over the heading's default when the behaviour is aimed at someone.
-    target = None
+    target: tuple[str, str] | None = None
     if report.victim is not None:
         target_cue = find_cue(_TARGETING, normalise(report.description))
         if target_cue is not None and not target_cue.negated:
-            target = f"the behaviour targets the victim ('{target_cue.text}')"
+            target = (f"the behaviour targets the victim ('{target_cue.text}')", target_cue.text)
         elif harm_to_person:
-            target = "violence or threats against the victim"
+            target = ("violence or threats against the victim", "violence or threats")
     if hate_incident:
-        reasons.append("ASB qualifier personal: a hate incident targets a person")
+        reasons.append(
+            reason("asb.qualifier.hate", "ASB qualifier personal: a hate incident targets a person", "hate incident")
+        )
         return AsbType(AsbQualifier.PERSONAL, heading, tuple(reasons))
     if target is not None:
-        reasons.append(f"ASB qualifier personal: {target}")
+        reasons.append(reason("asb.qualifier.targeted", f"ASB qualifier personal: {target[0]}", target[1]))
         return AsbType(AsbQualifier.PERSONAL, heading, tuple(reasons))
     if heading is None:
-        reasons.append("ASB type unclassified: no ASB heading in the category or the description")
+        reasons.append(
+            reason(
+                "asb.unclassified",
+                "ASB type unclassified: no ASB heading in the category or the description",
+                f"category: {report.category}",
+            )
+        )
         return AsbType(AsbQualifier.UNCLASSIFIED, None, tuple(reasons))
     qualifier = HEADING_QUALIFIER[heading]
-    reasons.append(f"ASB qualifier {qualifier}: the default for '{heading}'")
+    reasons.append(
+        reason("asb.qualifier.default", f"ASB qualifier {qualifier}: the default for '{heading}'", str(heading))
+    )
     return AsbType(qualifier, heading, tuple(reasons))
 
 
@@ -565,6 +625,16 @@ CRIME_CUES: Final[Sequence[CrimeCue]] = (
             r"machetes?",
             r"weapons?",
             r"guns?",
+            r"(?:hand|shot|air|stun|machine) ?guns?",
+            r"tasers?",
+            r"(?:pepper|cs) spray",
+            r"daggers?",
+            r"cleavers?",
+            r"knifed",
+            r"bladed",
+            # An everyday object used to threaten or hurt is a weapon too.
+            r"(?:with|wielding|waving|brandishing) (?:a|an) (?:hammer|bat|bottle|brick|screwdriver|iron bar"
+            r"|metal bar|crowbar|pole|stick|chain|broken bottle)",
             r"firearms?",
             r"pistols?",
             r"(?:air )?rifles?",
@@ -753,7 +823,7 @@ class CrimeFinding:
     category: CrimeCategory | None
     violence_or_criminality: bool
     harm_to_person: bool  # violence against a person, a weapon, or a threat to kill or hurt
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
 
 def crime_from_category(category: str | None) -> CrimeCategory | None:
@@ -765,11 +835,17 @@ def crime_from_category(category: str | None) -> CrimeCategory | None:
 
 def detect_crime(report: ReportDetails) -> CrimeFinding:
     """Violence and criminality from the structured category and every cue in the description."""
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     category = crime_from_category(report.category)
     harm = category in _HARM_CATEGORIES
     if category is not None:
-        reasons.append(f"violence or criminality: the partner's category '{report.category}' is {category}")
+        reasons.append(
+            reason(
+                "crime.category",
+                f"violence or criminality: the partner's category '{report.category}' is {category}",
+                f"category: {report.category}",
+            )
+        )
 
     text = normalise(report.description)
     explained: list[tuple[int, int]] = []
@@ -778,17 +854,23 @@ def detect_crime(report: ReportDetails) -> CrimeFinding:
         if found is None:
             continue
         if found.negated:
-            reasons.append(f"violence or criminality: negated cue '{found.text}' set aside")
+            reasons.append(
+                reason("crime.negated", f"violence or criminality: negated cue '{found.text}' set aside", found.text)
+            )
             continue
-        reasons.append(f"violence or criminality: '{found.text}' suggests {cue.category}")
+        reasons.append(
+            reason(
+                f"crime.cue.{cue.category}",
+                f"violence or criminality: '{found.text}' suggests {cue.category}",
+                found.text,
+            )
+        )
         explained.extend(found.spans)
         harm = harm or cue.harm_to_person
         if category is None:  # the structured category, when it names a crime, beats the description
             category = cue.category
 
-    # Keep each reason once, first occurrence first, so output is stable and readable.
-    unique = tuple(dict.fromkeys(reasons))
-    return CrimeFinding(category, category is not None, harm, unique)
+    return CrimeFinding(category, category is not None, harm, _unique(reasons))
 
 
 # ---------------------------------------------------------------------------
@@ -893,14 +975,20 @@ class HateFinding:
 
     hate_incident: bool
     strands: tuple[HateStrand, ...]
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
 
 def detect_hate(report: ReportDetails) -> HateFinding:
     """A hate incident when anyone perceives it so, or the description names a monitored strand."""
-    reasons: list[str] = []
+    reasons: list[Reason] = []
     if report.perceived_as_hate:
-        reasons.append("hate incident: perceived as hate by the victim or another person")
+        reasons.append(
+            reason(
+                "hate.perceived",
+                "hate incident: perceived as hate by the victim or another person",
+                "perceived_as_hate: true",
+            )
+        )
     text = normalise(report.description)
     strands: list[HateStrand] = []
     for strand, pattern in HATE_CUES:
@@ -908,13 +996,19 @@ def detect_hate(report: ReportDetails) -> HateFinding:
         if found is None:
             continue
         if found.negated:
-            reasons.append(f"hate: negated cue '{found.text}' set aside")
+            reasons.append(reason("hate.negated", f"hate: negated cue '{found.text}' set aside", found.text))
             continue
         strands.append(strand)
-        reasons.append(f"hate incident ({strand}): '{found.text}'")
+        reasons.append(
+            reason(
+                f"hate.strand.{strand.value.replace(' ', '-')}", f"hate incident ({strand}): '{found.text}'", found.text
+            )
+        )
     hate = report.perceived_as_hate or bool(strands)
     if report.perceived_as_hate and not strands:
-        reasons.append("hate incident: strand not identified in the description")
+        reasons.append(
+            reason("hate.strand-unknown", "hate incident: strand not identified in the description", "no strand cue")
+        )
     return HateFinding(hate, tuple(strands), tuple(reasons))
 
 
@@ -937,7 +1031,7 @@ class VulnerabilityScore:
 
     score: int
     vulnerable: bool
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
 
 def score_vulnerability(
@@ -947,34 +1041,155 @@ def score_vulnerability(
     harm_to_person: bool,
     settings: TriageSettings,
 ) -> VulnerabilityScore:
-    """Score the victim against VULNERABILITY_WEIGHTS; vulnerable at or above the configured threshold."""
+    """Score the victim against the configured weights; vulnerable at or above the configured threshold."""
     victim = report.victim
     if victim is None:
-        return VulnerabilityScore(0, False, ("vulnerability: not scored, no victim recorded",))
+        return VulnerabilityScore(
+            0, False, (reason("vulnerability.not-scored", "vulnerability: not scored, no victim recorded"),)
+        )
 
-    factors: list[str] = []
+    factors: list[tuple[str, str]] = []
     age = victim_age(victim, report.reported_at.date())
-    if age is not None and age < CHILD_UNDER_AGE:
-        factors.append("age-under-18")
-    if age is not None and age >= OLDER_FROM_AGE:
-        factors.append("age-75-plus")
+    if age is not None and age < settings.child_under_age:
+        factors.append(("age-under-18", f"age {age} on {report.reported_at.date()}"))
+    if age is not None and age >= settings.older_from_age:
+        factors.append(("age-75-plus", f"age {age} on {report.reported_at.date()}"))
     # Enum order, not the partner's list order, so the same flags always give the same reasons.
-    factors.extend(flag.value for flag in Vulnerability if flag in victim.vulnerabilities)
+    factors.extend(
+        (flag.value, f"recorded by {report.partner}") for flag in Vulnerability if flag in victim.vulnerabilities
+    )
     if history.prior_reports >= 1:
-        factors.append("repeat-target")
+        factors.append(("repeat-target", f"{history.prior_reports} earlier complaint(s) in the window"))
     if hate_incident:
-        factors.append("hate-incident")
+        factors.append(("hate-incident", "this report is a hate incident"))
     if harm_to_person:
-        factors.append("violence")
+        factors.append(("violence", "violence, a weapon or a threat to kill or hurt"))
 
-    score = sum(VULNERABILITY_WEIGHTS[f] for f in factors)
+    weights = settings.vulnerability_weights
+    score = sum(weights[f] for f, _ in factors)
     threshold = settings.vulnerability_threshold
     vulnerable = score >= threshold
-    reasons = [f"vulnerability: {f} +{VULNERABILITY_WEIGHTS[f]}" for f in factors]
+    reasons = [
+        reason(f"vulnerability.factor.{f}", f"vulnerability: {f} +{weights[f]}", evidence) for f, evidence in factors
+    ]
     verdict = "vulnerable" if vulnerable else "not vulnerable"
     relation = ">=" if vulnerable else "<"
-    reasons.append(f"vulnerability score {score} {relation} threshold {threshold}: {verdict}")
+    reasons.append(
+        reason(
+            "vulnerability.score",
+            f"vulnerability score {score} {relation} threshold {threshold}: {verdict}",
+            f"score {score}",
+            f"threshold {threshold}",
+        )
+    )
     return VulnerabilityScore(score, vulnerable, tuple(reasons))
+
+
+# ---------------------------------------------------------------------------
+# Linking reports: same victim, same property or place, the same incident from several agencies
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportFacts:
+    """What triage keeps about a triaged report to link later reports to it."""
+
+    incident_id: uuid.UUID
+    partner: str
+    victim_key: str | None
+    place_key: str | None
+    complainant_key: str
+    reported_at: datetime
+    occurred_at: datetime
+    kind: str  # the problem: ASB heading, else crime category, else "unclassified"
+    hate_incident: bool
+    root_id: uuid.UUID  # the first report of the same incident: itself unless a duplicate
+
+
+def place_key(location: Location) -> str | None:
+    """One key for 'the same property or place': the UPRN, else the address, else the postcode, else ~10 m."""
+    if location.uprn:
+        return f"uprn:{location.uprn.lstrip('0') or '0'}"
+    if location.address:
+        return "addr:" + re.sub(r"[^a-z0-9]+", " ", location.address.lower()).strip()
+    if location.postcode:
+        return "pc:" + re.sub(r"[^A-Z0-9]", "", location.postcode.upper())
+    if location.latitude is not None and location.longitude is not None:
+        return f"ll:{location.latitude:.4f},{location.longitude:.4f}"
+    return None
+
+
+def complainant_key(victim_key: str | None, report: ReportDetails) -> str:
+    """Who complained: the victim when identified, else the reporting partner."""
+    return f"victim:{victim_key}" if victim_key else f"partner:{report.partner}"
+
+
+def kind_of(heading: AsbHeading | None, category: CrimeCategory | None) -> str:
+    """The problem a report is about, for 'same kind' and 'same problem': heading, else crime, else unclassified."""
+    if heading is not None:
+        return f"asb:{heading.value}"
+    if category is not None:
+        return f"crime:{category.value}"
+    return "unclassified"
+
+
+def link_history(subject: ReportFacts, earlier: Iterable[ReportFacts], settings: TriageSettings) -> VictimHistory:
+    """Link this report to earlier ones: duplicate of another agency's report, the victim's complaints and
+    the property's complaints in the repeat window, each incident counted once."""
+    window = timedelta(days=settings.repeat_window_days)
+    same_incident = timedelta(hours=settings.duplicate_window_hours)
+    candidates = sorted(
+        (e for e in earlier if e.incident_id != subject.incident_id),
+        key=lambda e: (e.reported_at, str(e.incident_id)),
+    )
+
+    duplicate: ReportFacts | None = None
+    if subject.place_key is not None:
+        for e in candidates:
+            if (
+                e.partner != subject.partner
+                and e.place_key == subject.place_key
+                and e.kind == subject.kind
+                and abs(e.occurred_at - subject.occurred_at) <= same_incident
+            ):
+                duplicate = e
+                break
+    root = duplicate.root_id if duplicate is not None else subject.incident_id
+
+    in_window = [e for e in candidates if subject.reported_at - window <= e.reported_at <= subject.reported_at]
+
+    prior_ids: dict[uuid.UUID, None] = {}
+    hate_roots: set[uuid.UUID] = set()
+    partners: dict[str, None] = {}
+    if subject.victim_key is not None:
+        for e in in_window:
+            if e.victim_key != subject.victim_key or e.root_id == root:
+                continue
+            prior_ids.setdefault(e.root_id)
+            partners.setdefault(e.partner)
+            if e.hate_incident:
+                hate_roots.add(e.root_id)
+
+    property_ids: dict[uuid.UUID, None] = {}
+    complainants: dict[str, None] = {}
+    if subject.place_key is not None and subject.place_key.startswith("uprn:"):
+        for e in in_window:
+            if e.place_key != subject.place_key or e.kind != subject.kind or e.root_id == root:
+                continue
+            property_ids.setdefault(e.root_id)
+            if e.complainant_key != subject.complainant_key:
+                complainants.setdefault(e.complainant_key)
+
+    return VictimHistory(
+        prior_reports=len(prior_ids),
+        prior_hate_incidents=len(hate_roots),
+        prior_incident_ids=tuple(prior_ids),
+        prior_partners=tuple(partners),
+        duplicate_of=duplicate.root_id if duplicate is not None else None,
+        duplicate_partner=duplicate.partner if duplicate is not None else None,
+        property_complainants=len(complainants),
+        property_incident_ids=tuple(property_ids),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -984,49 +1199,113 @@ def score_vulnerability(
 
 @dataclass(frozen=True)
 class RepeatFinding:
-    """Repeat-victim status and ASB Case Review eligibility, counting this report."""
+    """Repeat-victim status and ASB Case Review grounds, counting this report."""
 
     repeat_victim: bool
     case_review: bool
     prior_reports: int
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
 
 
-def assess_repeat(report: ReportDetails, history: VictimHistory, settings: TriageSettings) -> RepeatFinding:
-    """Repeat victim, and ASB Case Review eligibility, from the reports in the window (this one included)."""
+def assess_repeat(
+    report: ReportDetails, history: VictimHistory, settings: TriageSettings, hate_incident: bool = False
+) -> RepeatFinding:
+    """Repeat victim, and ASB Case Review grounds, from the complaints in the window (this one included)."""
+    reasons: list[Reason] = []
+    days = settings.repeat_window_days
+    if history.duplicate_of is not None:
+        reasons.append(
+            reason(
+                "repeat.duplicate",
+                f"same incident as {history.duplicate_of} reported by {history.duplicate_partner}: counted once",
+                str(history.duplicate_of),
+                f"partner: {history.duplicate_partner}",
+            )
+        )
+    case_review = False
+    people = history.property_complainants + 1
+    threshold = settings.case_review_different_complainants
+    if history.property_incident_ids:
+        reasons.append(
+            reason(
+                "repeat.property",
+                f"linked to {len(history.property_incident_ids)} earlier report(s) of the same problem at this "
+                "property",
+                *history.property_incident_ids,
+            )
+        )
+    if threshold > 0 and people >= threshold:
+        case_review = True
+        reasons.append(
+            reason(
+                "case-review.eligible.property",
+                f"ASB Case Review: {people} different people reported the same problem at this property in "
+                f"{days} days (threshold {threshold}): an ASB Case Review may be asked for (Community Trigger)",
+                f"{people} complainants",
+                *history.property_incident_ids,
+            )
+        )
     if report.victim is None:
-        # No victim, no one to count reports about: a stray count from the caller is not used.
-        return RepeatFinding(False, False, 0, ())
+        # No victim, no one to count complaints about: a stray count from the caller is not used.
+        return RepeatFinding(False, case_review, 0, tuple(reasons))
+
     reports = history.prior_reports + 1
-    reasons: list[str] = []
     repeat = reports >= settings.repeat_victim_reports
     if repeat:
         reasons.append(
-            f"repeat victim: {reports} reports about this victim in {settings.repeat_window_days} days "
-            f"(threshold {settings.repeat_victim_reports}): tell the victim about the ASB Case Review"
+            reason(
+                "repeat.victim",
+                f"repeat victim: {reports} reports about this victim in {days} days "
+                f"(threshold {settings.repeat_victim_reports}): tell the victim about the ASB Case Review",
+                f"{reports} complaints",
+                *history.prior_incident_ids,
+            )
         )
-    case_review = reports >= settings.case_review_reports
-    if case_review:
+    if reports >= settings.case_review_reports:
+        case_review = True
         reasons.append(
-            f"ASB Case Review: {reports} reports about this victim in {settings.repeat_window_days} days "
-            f"(threshold {settings.case_review_reports}): the victim qualifies for an ASB Case Review "
-            "(Community Trigger)"
+            reason(
+                "case-review.eligible.complaints",
+                f"ASB Case Review: {reports} reports about this victim in {days} days "
+                f"(threshold {settings.case_review_reports}): the victim qualifies for an ASB Case Review "
+                "(Community Trigger)",
+                f"{reports} complaints",
+                *history.prior_incident_ids,
+            )
+        )
+    hate_count = history.prior_hate_incidents + (1 if hate_incident else 0)
+    hate_threshold = settings.case_review_hate_incidents
+    if hate_threshold > 0 and hate_incident and hate_count >= hate_threshold:
+        case_review = True
+        reasons.append(
+            reason(
+                "case-review.eligible.hate",
+                f"ASB Case Review: {hate_count} hate incident(s) against this victim in {days} days "
+                f"(threshold {hate_threshold}): the victim qualifies for an ASB Case Review (Community Trigger)",
+                f"{hate_count} hate incident(s)",
+            )
         )
     return RepeatFinding(repeat, case_review, history.prior_reports, tuple(reasons))
 
 
 # ---------------------------------------------------------------------------
-# Risk tier
+# Risk tier and review
 # ---------------------------------------------------------------------------
 
 
-def risk_tier(crime: CrimeFinding, hate_incident: bool, vulnerable: bool, repeat_victim: bool) -> tuple[RiskTier, str]:
+def risk_tier(
+    crime: CrimeFinding, hate_incident: bool, vulnerable: bool, repeat_victim: bool
+) -> tuple[RiskTier, Reason]:
     """The risk tier and the reason for it: high, medium or standard."""
     if crime.harm_to_person:
-        return RiskTier.HIGH, "risk high: violence against a person, a weapon or a threat to kill or hurt"
+        return RiskTier.HIGH, reason(
+            "risk.high.harm",
+            "risk high: violence against a person, a weapon or a threat to kill or hurt",
+            str(crime.category),
+        )
     if vulnerable and (repeat_victim or hate_incident):
         why = "a repeat victim" if repeat_victim else "a hate incident"
-        return RiskTier.HIGH, f"risk high: vulnerable victim and {why}"
+        return RiskTier.HIGH, reason("risk.high.vulnerable", f"risk high: vulnerable victim and {why}", why)
     medium = [
         why
         for why, applies in (
@@ -1038,8 +1317,280 @@ def risk_tier(crime: CrimeFinding, hate_incident: bool, vulnerable: bool, repeat
         if applies
     ]
     if medium:
-        return RiskTier.MEDIUM, "risk medium: " + ", ".join(medium)
-    return RiskTier.STANDARD, "risk standard: no crime, hate, vulnerability or repeat factor"
+        return RiskTier.MEDIUM, reason("risk.medium", "risk medium: " + ", ".join(medium), *medium)
+    return RiskTier.STANDARD, reason("risk.standard", "risk standard: no crime, hate, vulnerability or repeat factor")
+
+
+def review_due(tier: RiskTier, reported_on: date, settings: TriageSettings) -> tuple[date | None, Reason | None]:
+    """The date a case of this tier must be reviewed by, from the report date (standard: none)."""
+    days = {RiskTier.HIGH: settings.high_risk_review_days, RiskTier.MEDIUM: settings.medium_risk_review_days}.get(tier)
+    if days is None:
+        return None, None
+    due = reported_on + timedelta(days=days)
+    return due, reason(
+        "risk.review", f"review by {due.isoformat()}: {tier} risk is reviewed every {days} days", f"{days} days"
+    )
+
+
+# ---------------------------------------------------------------------------
+# Non-crime hate incidents: personal data only on a real risk of significant harm
+# ---------------------------------------------------------------------------
+
+# Signs that the targeting will go on or get worse: a real risk of a future offence.
+_FUTURE_HARM: Final = _rx(
+    r"intimidat\w*",
+    r"follow(?:ed|s|ing) (?:me|us|him|her|them|my \w+)",
+    r"knows? where (?:i|we|she|he|they) lives?",
+    r"watch(?:ing|es|ed) (?:my|our|her|his|their|the) (?:house|home|flat|door)",
+    r"(?:coming|come|came) back",
+    r"escalat\w*",
+    r"getting worse",
+    r"won'?t (?:stop|leave)",
+    r"every (?:day|night|week)",
+    r"keeps? (?:coming|targeting|shouting|calling)",
+)
+
+
+@dataclass(frozen=True)
+class PrivacyDecision:
+    """For a non-crime hate incident: keep the victim's personal data or strip it, and why."""
+
+    keep_personal_data: bool
+    reason: Reason | None
+
+
+def decide_nchi_privacy(
+    report: ReportDetails,
+    crime: CrimeFinding,
+    hate_incident: bool,
+    score: int,
+    history: VictimHistory,
+    settings: TriageSettings,
+) -> PrivacyDecision:
+    """A non-crime hate incident keeps personal data only on a real risk of significant harm or a future offence."""
+    if not hate_incident or crime.violence_or_criminality or report.victim is None:
+        return PrivacyDecision(True, None)
+    risks: list[str] = []
+    if score >= settings.nchi_retain_vulnerability_score:
+        risks.append(f"vulnerability score {score} >= {settings.nchi_retain_vulnerability_score}")
+    if history.prior_reports >= 1:
+        risks.append(f"repeat targeting: {history.prior_reports} earlier complaint(s)")
+    cue = find_cue(_FUTURE_HARM, normalise(report.description))
+    if cue is not None and not cue.negated:
+        risks.append(f"future harm: '{cue.text}'")
+    if risks:
+        return PrivacyDecision(
+            True,
+            reason(
+                "privacy.nchi.retained",
+                "non-crime hate incident: personal data kept, real risk of significant harm or of a future "
+                "offence (" + "; ".join(risks) + ")",
+                *risks,
+            ),
+        )
+    return PrivacyDecision(
+        False,
+        reason(
+            "privacy.nchi.minimised",
+            "non-crime hate incident with no real risk of significant harm or of a future offence: the victim's "
+            "name, date of birth, contact and reference are removed before the event leaves triage "
+            "(the pseudonymous victim key is kept)",
+            "no threat, repeat targeting or vulnerability over the threshold",
+        ),
+    )
+
+
+def minimise_person(person: Person, on: date) -> Person:
+    """The person without what identifies them; the age on the report date stays, so re-scoring agrees."""
+    return Person(age=victim_age(person, on), vulnerabilities=list(person.vulnerabilities))
+
+
+def minimise_report(report: ReportDetails) -> ReportDetails:
+    """The report with the victim's (and a tenant's) personal data removed."""
+    on = report.reported_at.date()
+    update: dict[str, object] = {}
+    if report.victim is not None:
+        update["victim"] = minimise_person(report.victim, on)
+    if report.tenancy is not None and report.tenancy.tenant is not None:
+        update["tenancy"] = report.tenancy.model_copy(update={"tenant": minimise_person(report.tenancy.tenant, on)})
+    return report.model_copy(update=update)
+
+
+# ---------------------------------------------------------------------------
+# Cross-border cases with the neighbouring borough
+# ---------------------------------------------------------------------------
+
+
+def _mentions(name: str, text: str) -> bool:
+    wanted = normalise(name)
+    return bool(wanted) and re.search(r"\b" + re.escape(wanted) + r"\b", text) is not None
+
+
+def _postcode_in(postcode: str, prefix: str) -> bool:
+    compact = re.sub(r"[^A-Z0-9]", "", postcode.upper())
+    outward = compact[:-3] if len(compact) > 4 else compact
+    want = re.sub(r"[^A-Z0-9]", "", prefix.upper())
+    if not want:
+        return False
+    if want.isalpha():  # a postcode area: "NB" matches NB1 and NB12, not N1
+        area = re.match(r"[A-Z]+", outward)
+        return area is not None and area.group(0) == want
+    return outward == want
+
+
+def detect_cross_border(report: ReportDetails, settings: TriageSettings) -> tuple[Reason, ...]:
+    """Reasons the case touches the neighbouring borough: its places, postcodes, or an offender active in both."""
+    reasons: list[Reason] = []
+    where = normalise(" ".join(filter(None, (report.location.address, report.description))))
+    for place in settings.cross_border_places:
+        if _mentions(place, where):
+            reasons.append(
+                reason("cross-border.place", f"cross-border: mentions {place} in the neighbouring borough", place)
+            )
+    if report.location.postcode:
+        for prefix in settings.cross_border_postcode_prefixes:
+            if _postcode_in(report.location.postcode, prefix):
+                reasons.append(
+                    reason(
+                        "cross-border.postcode",
+                        f"cross-border: postcode {report.location.postcode} is in the neighbouring borough ({prefix})",
+                        report.location.postcode,
+                    )
+                )
+    description = normalise(report.description)
+    for offender in settings.cross_border_offenders:
+        if _mentions(offender, description):
+            reasons.append(
+                reason(
+                    "cross-border.offender",
+                    f"cross-border: names {offender}, an offender active in both town centres",
+                    offender,
+                )
+            )
+    return tuple(reasons)
+
+
+# ---------------------------------------------------------------------------
+# Ownership and response
+# ---------------------------------------------------------------------------
+
+_ENVIRONMENTAL_ENFORCEMENT_HEADINGS: Final = frozenset(
+    {AsbHeading.FLY_TIPPING, AsbHeading.GRAFFITI, AsbHeading.LITTERING_DRUG_PARAPHERNALIA, AsbHeading.ABANDONED_VEHICLE}
+)
+_NUISANCE_PREMISES: Final = _rx(
+    r"premises",
+    r"takeaways?",
+    r"pubs?",
+    r"nightclubs?",
+    r"restaurants?",
+    r"factory",
+    r"workshops?",
+    r"car wash",
+    r"bonfires?",
+    r"smoke",
+    r"odou?rs?",
+    r"fumes",
+    r"extractor fans?",
+)
+
+
+# Noise EHS can act on as a statutory nuisance, whatever heading the report landed under.
+_NOISE_NUISANCE: Final = _rx(r"noise", r"noisy", r"loud", r"music", r"part(?:y|ies)", r"bass", r"sound systems?")
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """The owning team, the supporting teams, and why."""
+
+    owner: Team
+    supporting: tuple[Team, ...]
+    reasons: tuple[Reason, ...]
+
+
+def assign_ownership(
+    report: ReportDetails,
+    asb: AsbType,
+    crime: CrimeFinding,
+    hate_incident: bool,
+    vulnerable: bool,
+    history: VictimHistory,
+    cross_border: bool,
+    settings: TriageSettings,
+) -> Ownership:
+    """Owner by the partnership's rules, in priority order; every other team whose rule applies supports."""
+    text = normalise(report.description)
+    # Graffiti is criminal damage, but with nobody hurt the clean-up team leads and the police support.
+    environmental = asb.heading in _ENVIRONMENTAL_ENFORCEMENT_HEADINGS
+    environmental_crime_only = (
+        environmental and not crime.harm_to_person and crime.category in (None, CrimeCategory.CRIMINAL_DAMAGE_ARSON)
+    )
+    candidates: list[tuple[Team, str]] = []
+    police_why = f"the police lead on crime ({crime.category})"
+    if crime.violence_or_criminality and not environmental_crime_only:
+        candidates.append((Team.POLICE, police_why))
+    csu = []
+    if hate_incident:
+        csu.append("hate incident")
+    if vulnerable:
+        csu.append("vulnerable victim")
+    partners = dict.fromkeys((*history.prior_partners, str(report.partner)))
+    if report.victim is not None and len(partners) >= 2:
+        csu.append("multi-agency case (" + ", ".join(sorted(partners)) + ")")
+    if csu:
+        candidates.append((Team.COMMUNITY_SAFETY_UNIT, ", ".join(csu)))
+    if environmental:
+        candidates.append((Team.ENVIRONMENTAL_ENFORCEMENT, f"'{asb.heading}' is environmental enforcement"))
+    tenancy = report.tenancy
+    estate = next(
+        (name for name in settings.council_estates if _mentions(name, normalise(report.location.address or ""))),
+        None,
+    )
+    if tenancy is not None and tenancy.tenure == Tenure.COUNCIL:
+        candidates.append((Team.HOUSING_ASB, f"council tenancy ({tenancy.tenant_role})"))
+    elif estate is not None:
+        candidates.append((Team.HOUSING_ASB, f"on a council estate ({estate})"))
+    premises = find_cue(_NUISANCE_PREMISES, text)
+    noise = find_cue(_NOISE_NUISANCE, text)
+    if asb.heading == AsbHeading.NOISE:
+        candidates.append((Team.ENVIRONMENTAL_HEALTH, "noise"))
+    elif noise is not None and not noise.negated:
+        candidates.append((Team.ENVIRONMENTAL_HEALTH, f"noise nuisance ('{noise.text}')"))
+    elif premises is not None and not premises.negated:
+        candidates.append((Team.ENVIRONMENTAL_HEALTH, f"nuisance premises ('{premises.text}')"))
+    if crime.violence_or_criminality and environmental_crime_only:
+        candidates.append((Team.POLICE, police_why))
+    if not candidates:
+        candidates.append((Team.COMMUNITY_SAFETY_UNIT, "no specialist team's rule applies: the CSU coordinates"))
+    if cross_border:
+        candidates.append((Team.NEIGHBOURING_PARTNERSHIP, "cross-border case: a copy goes to that partnership"))
+
+    owner, owner_why = candidates[0]
+    reasons = [reason(f"owner.{owner}", f"owned by {owner}: {owner_why}", owner_why)]
+    supporting: dict[Team, None] = {}
+    for team, why in candidates[1:]:
+        if team == owner or team in supporting:
+            continue
+        supporting[team] = None
+        reasons.append(reason(f"support.{team}", f"supported by {team}: {why}", why))
+    return Ownership(owner, tuple(supporting), tuple(reasons))
+
+
+def response_for(tier: RiskTier, settings: TriageSettings) -> tuple[ResponseTier, int, Reason]:
+    """A proportionate response: the response tier and first-contact target for a risk tier."""
+    response, hours = {
+        RiskTier.HIGH: (ResponseTier.URGENT, settings.urgent_first_contact_hours),
+        RiskTier.MEDIUM: (ResponseTier.PRIORITY, settings.priority_first_contact_hours),
+        RiskTier.STANDARD: (ResponseTier.ROUTINE, settings.routine_first_contact_hours),
+    }[tier]
+    return (
+        response,
+        hours,
+        reason(
+            f"response.{response}",
+            f"response {response}: {tier} risk, first contact within {hours} hours",
+            f"{hours} h",
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -1047,15 +1598,66 @@ def risk_tier(crime: CrimeFinding, hate_incident: bool, vulnerable: bool, repeat
 # ---------------------------------------------------------------------------
 
 
-def classify(report: ReportDetails, history: VictimHistory, settings: TriageSettings) -> Classification:
-    """Classify one report: ASB type, crime, hate, vulnerability, repeat and risk, with reasons."""
+@dataclass(frozen=True)
+class Findings:
+    """What a report says on its own, before any history: crime, hate and ASB type."""
+
+    crime: CrimeFinding
+    hate: HateFinding
+    asb: AsbType
+
+    @property
+    def kind(self) -> str:
+        """The problem the report is about, for linking."""
+        return kind_of(self.asb.heading, self.crime.category)
+
+
+def find(report: ReportDetails) -> Findings:
+    """Crime, hate and ASB type from the report alone."""
     crime = detect_crime(report)
     hate = detect_hate(report)
-    asb = classify_asb(report, hate.hate_incident, crime.harm_to_person)
+    return Findings(crime, hate, classify_asb(report, hate.hate_incident, crime.harm_to_person))
+
+
+@dataclass(frozen=True)
+class Triaged:
+    """A classification, and the report as it may leave triage."""
+
+    classification: Classification
+    report: ReportDetails
+    facts: ReportFacts
+    history: VictimHistory
+    minimised: bool
+
+
+def _decide(
+    report: ReportDetails, history: VictimHistory, settings: TriageSettings, findings: Findings
+) -> tuple[Classification, PrivacyDecision]:
+    crime, hate, asb = findings.crime, findings.hate, findings.asb
     vulnerability = score_vulnerability(report, history, hate.hate_incident, crime.harm_to_person, settings)
-    repeat = assess_repeat(report, history, settings)
+    repeat = assess_repeat(report, history, settings, hate.hate_incident)
     tier, tier_reason = risk_tier(crime, hate.hate_incident, vulnerability.vulnerable, repeat.repeat_victim)
-    return Classification(
+    due, due_reason = review_due(tier, report.reported_at.date(), settings)
+    cross_border = detect_cross_border(report, settings)
+    ownership = assign_ownership(
+        report, asb, crime, hate.hate_incident, vulnerability.vulnerable, history, bool(cross_border), settings
+    )
+    response, hours, response_reason = response_for(tier, settings)
+    privacy = decide_nchi_privacy(report, crime, hate.hate_incident, vulnerability.score, history, settings)
+    explanations = [
+        *asb.reasons,
+        *crime.reasons,
+        *hate.reasons,
+        *vulnerability.reasons,
+        *repeat.reasons,
+        tier_reason,
+        *([due_reason] if due_reason is not None else []),
+        *cross_border,
+        *ownership.reasons,
+        response_reason,
+        *([privacy.reason] if privacy.reason is not None else []),
+    ]
+    classification = Classification(
         asb_qualifier=asb.qualifier,
         asb_heading=asb.heading.value if asb.heading is not None else None,
         crime_category=crime.category,
@@ -1066,13 +1668,102 @@ def classify(report: ReportDetails, history: VictimHistory, settings: TriageSett
         risk_tier=tier,
         repeat_victim=repeat.repeat_victim,
         prior_reports_6_months=repeat.prior_reports,
-        reasons=[
-            *asb.reasons,
-            *crime.reasons,
-            *hate.reasons,
-            *vulnerability.reasons,
-            *repeat.reasons,
-            tier_reason,
-        ],
+        reasons=[r.text for r in explanations],
         rules_version=RULES_VERSION,
+        hate_strands=[s.value for s in hate.strands],
+        explanations=explanations,
+        owning_team=ownership.owner.value,
+        supporting_teams=[t.value for t in ownership.supporting],
+        response_tier=response.value,
+        first_contact_hours=hours,
+        review_due=due,
+        cross_border=bool(cross_border),
     )
+    return classification, privacy
+
+
+def classify(report: ReportDetails, history: VictimHistory, settings: TriageSettings) -> Classification:
+    """Classify one report with its history already counted: every rule, with its reasons."""
+    return _decide(report, history, settings, find(report))[0]
+
+
+def triage(
+    incident_id: uuid.UUID,
+    victim_key: str | None,
+    report: ReportDetails,
+    earlier: Iterable[ReportFacts],
+    settings: TriageSettings,
+) -> Triaged:
+    """Triage an accepted report against the facts kept about earlier ones (same victim, property or place)."""
+    findings = find(report)
+    subject = ReportFacts(
+        incident_id=incident_id,
+        partner=str(report.partner),
+        victim_key=victim_key,
+        place_key=place_key(report.location),
+        complainant_key=complainant_key(victim_key, report),
+        reported_at=report.reported_at,
+        occurred_at=report.occurred_at or report.reported_at,
+        kind=findings.kind,
+        hate_incident=findings.hate.hate_incident,
+        root_id=incident_id,
+    )
+    history = link_history(subject, earlier, settings)
+    classification, privacy = _decide(report, history, settings, findings)
+    facts = ReportFacts(**{**subject.__dict__, "root_id": history.duplicate_of or incident_id})
+    leaving = report if privacy.keep_personal_data else minimise_report(report)
+    return Triaged(classification, leaving, facts, history, not privacy.keep_personal_data)
+
+
+# ---------------------------------------------------------------------------
+# ASB Case Review notices
+# ---------------------------------------------------------------------------
+
+
+class NoticeKind(enum.StrEnum):
+    PROMPT = "prompt"  # tell the victim about the Case Review
+    ELIGIBLE = "eligible"  # the victim may ask for a Case Review
+
+
+@dataclass(frozen=True)
+class CaseReviewNotice:
+    """A Case Review notice: raised once per victim (or property) per crossing of its threshold."""
+
+    kind: NoticeKind
+    key: str  # the victim key, or "property:<place key>" when no victim is identified
+    incident_id: uuid.UUID
+    qualifying_incident_ids: tuple[uuid.UUID, ...]
+    grounds: tuple[str, ...]
+
+
+def case_review_notices(
+    triaged: Triaged, raised: Sequence[CaseReviewNotice], settings: TriageSettings
+) -> list[CaseReviewNotice]:
+    """The notices this report newly calls for; a notice is not raised again while any complaint it counted
+    is still among those counted now (so once per crossing of the threshold within the window)."""
+    c, facts, history = triaged.classification, triaged.facts, triaged.history
+    notices: list[CaseReviewNotice] = []
+    victim_ids = tuple(dict.fromkeys((*history.prior_incident_ids, facts.root_id)))
+
+    def already(kind: NoticeKind, key: str, ids: Sequence[uuid.UUID]) -> bool:
+        return any(n.kind == kind and n.key == key and set(n.qualifying_incident_ids) & set(ids) for n in raised)
+
+    prompt = next((r for r in c.explanations if r.rule_id == "repeat.victim"), None)
+    if (
+        facts.victim_key is not None
+        and prompt is not None
+        and not already(NoticeKind.PROMPT, facts.victim_key, victim_ids)
+    ):
+        notices.append(
+            CaseReviewNotice(NoticeKind.PROMPT, facts.victim_key, facts.incident_id, victim_ids, (prompt.text,))
+        )
+
+    grounds = tuple(r.text for r in c.explanations if r.rule_id.startswith("case-review.eligible."))
+    if grounds:
+        property_ground = any(r.rule_id == "case-review.eligible.property" for r in c.explanations)
+        property_ids = (*history.property_incident_ids, facts.root_id) if property_ground else ()
+        ids = tuple(dict.fromkeys((*(victim_ids if facts.victim_key else ()), *property_ids)))
+        key = facts.victim_key or f"property:{facts.place_key}"
+        if not already(NoticeKind.ELIGIBLE, key, ids):
+            notices.append(CaseReviewNotice(NoticeKind.ELIGIBLE, key, facts.incident_id, ids, grounds))
+    return notices

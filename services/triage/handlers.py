@@ -1,67 +1,112 @@
-"""Triage handlers: classify each accepted incident once, and demand a police alert when the
-rules find violence or criminality."""
+"""Triage handlers: classify each accepted incident once, demand a police alert when the rules find
+violence or criminality, and raise ASB Case Review notices once per victim per threshold crossing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.triage import domain, store
 from services.triage.settings import TriageSettings
+from shared.clock import Clock, system_clock
 from shared.consumer import Handle, Received
-from shared.contracts import Event, IncidentAccepted, IncidentTriaged, PoliceAlertRequested
+from shared.contracts import (
+    CaseReviewEligible,
+    CaseReviewPromptDue,
+    Event,
+    IncidentAccepted,
+    IncidentTriaged,
+    PoliceAlertRequested,
+)
 from shared.envelope import decode_event
 
 
-def incident_accepted_handler(settings: TriageSettings) -> Handle:
+def triage_accepted(
+    accepted: IncidentAccepted, earlier: Iterable[domain.ReportFacts], settings: TriageSettings
+) -> domain.Triaged:
+    """Run the rules on an accepted incident against the stored facts of earlier reports."""
+    return domain.triage(accepted.incident_id, accepted.victim_key, accepted.report, earlier, settings)
+
+
+def kept_payload(accepted: IncidentAccepted, triaged: domain.Triaged) -> IncidentAccepted:
+    """The accepted event as triage may keep it: without personal data when the rules strip it."""
+    return accepted.model_copy(update={"report": triaged.report}) if triaged.minimised else accepted
+
+
+def outgoing_events(
+    accepted: IncidentAccepted,
+    triaged: domain.Triaged,
+    notices: Iterable[domain.CaseReviewNotice],
+    now: datetime,
+    settings: TriageSettings,
+) -> list[Event]:
+    """The events one triaged incident emits, in a fixed order."""
+    c, report = triaged.classification, triaged.report
+    events: list[Event] = [
+        IncidentTriaged(
+            incident_id=accepted.incident_id,
+            triaged_at=now,
+            victim_key=accepted.victim_key,
+            classification=c,
+            report=report,
+        )
+    ]
+    if c.violence_or_criminality:
+        events.append(
+            PoliceAlertRequested(
+                incident_id=accepted.incident_id,
+                requested_at=now,
+                crime_category=c.crime_category,
+                risk_tier=c.risk_tier,
+                reasons=c.reasons,
+                occurred_at=report.occurred_at or report.reported_at,
+                location=report.location,
+                description=report.description,
+            )
+        )
+    for notice in notices:
+        common = {
+            "incident_id": notice.incident_id,
+            "victim_key": notice.key,
+            "qualifying_incident_ids": list(notice.qualifying_incident_ids),
+            "complaints_in_window": len(notice.qualifying_incident_ids),
+            "window_days": settings.repeat_window_days,
+            "raised_at": now,
+        }
+        if notice.kind == domain.NoticeKind.PROMPT:
+            events.append(CaseReviewPromptDue.model_validate(common))
+        else:
+            events.append(CaseReviewEligible.model_validate({**common, "grounds": list(notice.grounds)}))
+    return events
+
+
+def incident_accepted_handler(settings: TriageSettings, clock: Clock = system_clock) -> Handle:
+    window = timedelta(days=settings.repeat_window_days)
+    same_incident = timedelta(hours=settings.duplicate_window_hours)
+
     async def on_incident_accepted(session: AsyncSession, received: Received) -> list[Event]:
         _envelope, accepted = decode_event(IncidentAccepted, received.headers, received.body)
         if await store.get(session, accepted.incident_id) is not None:
             return []  # already triaged (e.g. the same incident re-published under a new event id)
         report = accepted.report
-        prior = 0
-        if accepted.victim_key:
-            prior = await store.prior_reports(
-                session, accepted.victim_key, report.reported_at, timedelta(days=settings.repeat_window_days)
-            )
-        classification = domain.classify(report, domain.VictimHistory(prior_reports=prior), settings)
-        now = datetime.now(UTC)
-        session.add(
-            store.TriagedIncident(
-                incident_id=accepted.incident_id,
-                victim_key=accepted.victim_key,
-                reported_at=report.reported_at,
-                triaged_at=now,
-                violence_or_criminality=classification.violence_or_criminality,
-                asb_qualifier=str(classification.asb_qualifier),
-                risk_tier=str(classification.risk_tier),
-                rules_version=classification.rules_version,
-                classification=classification.model_dump(mode="json"),
-            )
+        earlier = await store.earlier_reports(
+            session,
+            accepted.victim_key,
+            domain.place_key(report.location),
+            report.reported_at,
+            report.occurred_at or report.reported_at,
+            window,
+            same_incident,
         )
-        events: list[Event] = [
-            IncidentTriaged(
-                incident_id=accepted.incident_id,
-                triaged_at=now,
-                victim_key=accepted.victim_key,
-                classification=classification,
-                report=report,
-            )
-        ]
-        if classification.violence_or_criminality:
-            events.append(
-                PoliceAlertRequested(
-                    incident_id=accepted.incident_id,
-                    requested_at=now,
-                    crime_category=classification.crime_category,
-                    risk_tier=classification.risk_tier,
-                    reasons=classification.reasons,
-                    occurred_at=report.occurred_at or report.reported_at,
-                    location=report.location,
-                    description=report.description,
-                )
-            )
-        return events
+        triaged = triage_accepted(accepted, earlier, settings)
+        keys = [k for k in (accepted.victim_key, f"property:{triaged.facts.place_key}") if k]
+        notices = domain.case_review_notices(triaged, await store.notices_for(session, keys), settings)
+        now = clock()
+        store.add_triaged(session, kept_payload(accepted, triaged).model_dump(mode="json"), triaged, now)
+        for notice in notices:
+            store.add_notice(session, notice, now)
+        return outgoing_events(accepted, triaged, notices, now, settings)
 
     return on_incident_accepted

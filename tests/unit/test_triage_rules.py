@@ -69,6 +69,12 @@ def reasons_text(c: Classification) -> str:
     return "\n".join(c.reasons)
 
 
+def risk_reason(c: Classification) -> str:
+    """The sentence of the risk-tier rule (ownership and response reasons follow it)."""
+    (text,) = [r.text for r in c.explanations if r.rule_id.startswith("risk.") and r.rule_id != "risk.review"]
+    return text
+
+
 # ---------------------------------------------------------------------------
 # ASB type
 # ---------------------------------------------------------------------------
@@ -447,7 +453,7 @@ VULNERABLE = (Vulnerability.DISABILITY, Vulnerability.MENTAL_HEALTH, Vulnerabili
 def test_standard_risk() -> None:
     c = run("Loud music every weekend", victim=make_victim())
     assert c.risk_tier == RiskTier.STANDARD
-    assert c.reasons[-1].startswith("risk standard")
+    assert risk_reason(c).startswith("risk standard")
 
 
 @pytest.mark.parametrize(
@@ -464,7 +470,7 @@ def test_medium_risk(
 ) -> None:
     c = run(description, victim=make_victim(*flags), perceived_as_hate=hate, history=history)
     assert c.risk_tier == RiskTier.MEDIUM
-    assert why in c.reasons[-1]
+    assert why in risk_reason(c)
 
 
 @pytest.mark.parametrize(
@@ -474,19 +480,19 @@ def test_medium_risk(
 def test_high_risk_for_violence_weapons_and_threats_to_kill(description: str) -> None:
     c = run(description, victim=make_victim())
     assert c.risk_tier == RiskTier.HIGH
-    assert c.reasons[-1].startswith("risk high: violence against a person")
+    assert risk_reason(c).startswith("risk high: violence against a person")
 
 
 def test_high_risk_when_vulnerable_and_repeat() -> None:
     c = run("Loud music", victim=make_victim(*VULNERABLE), history=VictimHistory(prior_reports=1))
     assert c.risk_tier == RiskTier.HIGH
-    assert c.reasons[-1] == "risk high: vulnerable victim and a repeat victim"
+    assert risk_reason(c) == "risk high: vulnerable victim and a repeat victim"
 
 
 def test_high_risk_when_vulnerable_and_hate() -> None:
     c = run("Notes through my door", victim=make_victim(*VULNERABLE), perceived_as_hate=True)
     assert c.risk_tier == RiskTier.HIGH
-    assert c.reasons[-1] == "risk high: vulnerable victim and a hate incident"
+    assert risk_reason(c) == "risk high: vulnerable victim and a hate incident"
 
 
 # ---------------------------------------------------------------------------
@@ -495,7 +501,7 @@ def test_high_risk_when_vulnerable_and_hate() -> None:
 
 
 def test_rules_version_is_stamped() -> None:
-    assert run().rules_version == RULES_VERSION == "2026.11-1"
+    assert run().rules_version == RULES_VERSION == "2026.11-2"
 
 
 def test_same_input_gives_same_output() -> None:
