@@ -134,6 +134,7 @@ class Pipeline:
                 env["NOTIFICATIONS_POLICE_WEBHOOK_SECRET"] = self.receiver_secret
                 env["NOTIFICATIONS_SMTP__HOST"] = "127.0.0.1"
                 env["NOTIFICATIONS_SMTP__PORT"] = str(mail_port)
+            env.update(self.extra_env)  # the caller's settings win over the defaults above
             self.processes[name] = Process(name, f"services.{name}", port, env, self.workdir / f"{name}.log", "/ready")
 
     def url(self, name: str) -> str:

@@ -13,7 +13,9 @@ errors are retried without limit and never dead-lettered.
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +26,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
+from shared import metrics, tracing
 from shared.contracts import DeadLetter, Event
 from shared.envelope import EnvelopeError, header_dict
 from shared.idempotency import claim
@@ -118,17 +121,26 @@ class ReliableConsumer:
             return False
         return state.attempt_number >= self._settings.max_attempts
 
+    @contextlib.contextmanager
+    def _scope(self, received: Received) -> Iterator[None]:
+        """Log fields and trace of one message, for everything done on its behalf."""
+        with (
+            structlog.contextvars.bound_contextvars(
+                event_id=received.headers.get("ce_id"),
+                incident_id=received.headers.get("ce_subject"),
+                topic=received.topic,
+                offset=received.offset,
+            ),
+            tracing.continue_trace(received.headers.get(tracing.HEADER)),
+        ):
+            yield
+
+    def _count(self, received: Received, outcome: str, n: int = 1) -> None:
+        metrics.CONSUMED.labels(self.service, _base_topic(received.topic), outcome).inc(n)
+
     async def __call__(self, received: Received) -> None:
-        structlog.contextvars.bind_contextvars(
-            event_id=received.headers.get("ce_id"),
-            incident_id=received.headers.get("ce_subject"),
-            topic=received.topic,
-            offset=received.offset,
-        )
-        try:
+        with self._scope(received):
             await self._process(received)
-        finally:
-            structlog.contextvars.unbind_contextvars("event_id", "incident_id", "topic", "offset")
 
     async def process_batch(self, batch: Sequence[Received]) -> None:
         """Handle a batch in one transaction; if any message fails, fall back to one transaction
@@ -137,17 +149,16 @@ class ReliableConsumer:
             await self(batch[0])
             return
         duplicates = 0
+        started = time.perf_counter()
         try:
             async with self._sessions.begin() as session:
                 for received in batch:
                     if not await claim(session, self.name, received.event_id):
                         duplicates += 1
                         continue
-                    with structlog.contextvars.bound_contextvars(
-                        event_id=received.headers.get("ce_id"), incident_id=received.headers.get("ce_subject")
-                    ):
+                    with self._scope(received):
                         events = await self._handle(session, received)
-                    add_events(session, self._source, events)
+                        add_events(session, self._source, events)
         except Exception as exc:
             log.info("batch failed; retrying message by message", size=len(batch), error_type=type(exc).__name__)
             for received in batch:
@@ -155,6 +166,13 @@ class ReliableConsumer:
             return
         self.duplicates += duplicates
         self.processed += len(batch) - duplicates
+        topic = _base_topic(batch[0].topic)
+        per_message = (time.perf_counter() - started) / len(batch)
+        for _ in batch:
+            metrics.PROCESSING_SECONDS.labels(self.service, topic).observe(per_message)
+        self._count(batch[0], "processed", len(batch) - duplicates)
+        if duplicates:
+            self._count(batch[0], "duplicate", duplicates)
         if self._after_commit is not None and duplicates < len(batch):
             self._after_commit()
         self._relay.wake()
@@ -171,6 +189,7 @@ class ReliableConsumer:
             reraise=True,
         )
         attempts = 0
+        started = time.perf_counter()
         try:
             async for attempt in retrying:
                 with attempt:
@@ -181,6 +200,10 @@ class ReliableConsumer:
                 raise
             await self._dead_letter(received, exc, attempts)
             return
+        metrics.PROCESSING_SECONDS.labels(self.service, _base_topic(received.topic)).observe(
+            time.perf_counter() - started
+        )
+        self._count(received, outcome)
         if outcome == "duplicate":
             self.duplicates += 1
             log.info("duplicate event ignored")
@@ -217,8 +240,16 @@ class ReliableConsumer:
             if await claim(session, self.name, received.event_id):
                 add_events(session, self._source, [letter])
         self.dead_lettered += 1
+        self._count(received, "dead_lettered")
+        metrics.DEAD_LETTERS.labels(self.service, _base_topic(received.topic)).inc()
         log.warning("message dead-lettered", error_type=letter.error_type, error=letter.error)
         self._relay.wake()
+
+
+def _base_topic(topic: str) -> str:
+    """The topic without a deployment's prefix, so metric labels are the same everywhere."""
+    cut = topic.find("dcsp.")
+    return topic[cut:] if cut > 0 else topic
 
 
 def describe_error(exc: BaseException) -> str:

@@ -10,10 +10,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, LargeBinary, String, select, text, update
+from sqlalchemy import JSON, Index, Integer, LargeBinary, String, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared import metrics, tracing
 from shared.contracts import Event
 from shared.db import Base
 from shared.envelope import encode_body, new_envelope
@@ -48,12 +49,16 @@ def add_events(session: AsyncSession, source: str, events: Sequence[Event]) -> l
     ids = []
     for event in events:
         envelope = new_envelope(event, source, now=now)
+        headers = envelope.headers()
+        traceparent = tracing.outgoing()
+        if traceparent:
+            headers[tracing.HEADER] = traceparent
         session.add(
             OutboxRecord(
                 event_id=envelope.id,
                 topic=event.TOPIC,
                 key=envelope.subject,
-                headers=envelope.headers(),
+                headers=headers,
                 body=encode_body(event),
                 created_at=now,
             )
@@ -70,11 +75,13 @@ class OutboxRelay:
         sessions: async_sessionmaker[AsyncSession],
         publish: Publish,
         *,
+        service: str = "",
         topic_prefix: str = "",
         batch_size: int = 500,
         poll_seconds: float = 0.5,
     ) -> None:
         self._sessions = sessions
+        self._service = service
         self._publish = publish
         self._prefix = topic_prefix
         self._batch_size = batch_size
@@ -88,8 +95,8 @@ class OutboxRelay:
 
     async def backlog(self) -> int:
         async with self._sessions() as session:
-            rows = await session.execute(select(OutboxRecord.id).where(OutboxRecord.sent_at.is_(None)))
-            return len(rows.all())
+            stmt = select(func.count()).select_from(OutboxRecord).where(OutboxRecord.sent_at.is_(None))
+            return int((await session.execute(stmt)).scalar_one())
 
     async def drain_once(self) -> int:
         """Publish one batch; returns how many rows were published."""
@@ -126,6 +133,8 @@ class OutboxRelay:
                 .values(sent_at=datetime.now(UTC))
             )
         self.published += len(rows)
+        for row in rows:
+            metrics.PRODUCED.labels(self._service, row.topic).inc()
         return len(rows)
 
     async def run(self) -> None:

@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import uvicorn
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared import topics
+from shared import metrics, topics, tracing
 from shared.consumer import Handle, Received, ReliableConsumer
 from shared.contracts import event_topics
 from shared.db import create_tables, make_engine, ping, session_factory
@@ -27,6 +28,14 @@ from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
+
+
+async def _trace_http(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """Continue the caller's W3C trace (or start one) for the request, and say which in the reply."""
+    with tracing.continue_trace(request.headers.get(tracing.HEADER)) as ctx:
+        response = await call_next(request)
+    response.headers[tracing.HEADER] = ctx.header()
+    return response
 
 
 async def _raw_body(msg: Any) -> Any:
@@ -56,6 +65,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(
             self.sessions,
             self._publish,
+            service=name,
             topic_prefix=kafka.topic_prefix,
             batch_size=settings.reliability.outbox_batch_size,
             poll_seconds=settings.reliability.outbox_poll_seconds,
@@ -68,6 +78,10 @@ class ServiceRuntime:
         self.api = FastAPI(title=f"dcsp {name}", version=version, lifespan=self._lifespan)
         self.api.add_api_route("/health", self._health, methods=["GET"], tags=["ops"])
         self.api.add_api_route("/ready", self._ready, methods=["GET"], tags=["ops"])
+        self.api.add_api_route("/metrics", self._metrics, methods=["GET"], tags=["ops"], include_in_schema=False)
+        self.api.middleware("http")(_trace_http)
+        self._subscribers: list[tuple[str, Any]] = []
+        self.add_worker(self._update_gauges)
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -99,7 +113,7 @@ class ServiceRuntime:
         )
         self.consumers.append(consumer)
 
-        @self.broker.subscriber(
+        subscriber = self.broker.subscriber(
             self.topic(base_topic),
             # One group per service and topic: a rebalance on one topic does not pause the others.
             group_id=f"{self.settings.kafka.group_prefix}dcsp-{self.name}.{base_topic}",
@@ -110,10 +124,14 @@ class ServiceRuntime:
             max_records=self.settings.reliability.batch_max_records,
             batch_timeout_ms=self.settings.reliability.batch_timeout_ms,
         )
+
+        @subscriber
         async def _on_batch(msg: KafkaMessage) -> None:
             raw = msg.raw_message
             records = raw if isinstance(raw, tuple) else (raw,)
             await consumer.process_batch([Received.from_record(r) for r in records])
+
+        self._subscribers.append((base_topic, subscriber))
 
         return consumer
 
@@ -172,6 +190,29 @@ class ServiceRuntime:
             await self.stop()
 
     # -- ops endpoints ----------------------------------------------------------------------
+
+    async def _update_gauges(self) -> None:
+        """Outbox backlog and consumer lag, refreshed every few seconds for /metrics."""
+        while True:
+            with contextlib.suppress(Exception):
+                metrics.OUTBOX_BACKLOG.labels(self.name).set(await self.relay.backlog())
+            for base_topic, subscriber in self._subscribers:
+                kafka_consumer = getattr(subscriber, "consumer", None)
+                if kafka_consumer is None:
+                    continue
+                with contextlib.suppress(Exception):
+                    for tp in kafka_consumer.assignment():
+                        high = kafka_consumer.highwater(tp)
+                        if high is None:
+                            continue
+                        position = await kafka_consumer.position(tp)
+                        metrics.CONSUMER_LAG.labels(self.name, base_topic, str(tp.partition)).set(
+                            max(0, high - position)
+                        )
+            await asyncio.sleep(5)
+
+    async def _metrics(self) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def _health(self) -> dict[str, str]:
         return {"status": "ok", "service": self.name}

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.notifications import briefing, domain, store
 from services.notifications.channels import EmailSender, SendResult, WebhookRoute, WebhookSender
 from services.notifications.settings import NotificationsSettings
+from shared import metrics
 from shared.clock import Clock
 from shared.consumer import Received
 from shared.contracts import (
@@ -645,6 +646,13 @@ class Dispatcher:
             attempt.status_code = result.status_code
             attempt.error = result.error
             dispatch.attempts += 1
+            if dispatch.alert_id is not None:
+                if result.delivered:
+                    metrics.ALERT_DELIVERY_SECONDS.labels(dispatch.channel).observe(
+                        max(0.0, (now - dispatch.created_at).total_seconds())
+                    )
+                else:
+                    metrics.ALERT_DELIVERY_FAILURES.labels(dispatch.channel).inc()
             if result.delivered:
                 dispatch.status = store.DispatchStatus.DELIVERED
                 dispatch.delivered_at = now

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.panels import domain, store
 from services.panels.settings import MeetingSchedule, PanelsSettings
+from shared import metrics
 from shared.clock import Clock
 from shared.consumer import PermanentError, Received
 from shared.contracts import (
@@ -175,6 +176,7 @@ class Panels:
             agenda_meeting=meeting.isoformat(),
         )
         log.info("panel referral created", referral_id=str(referral.referral_id), panel=str(decision.panel))
+        metrics.REFERRALS.labels(str(decision.panel)).inc()
         if first_incident is None:
             return referral, []  # PanelReferralCreated names an incident; a request without one has none yet
         return referral, [

@@ -21,6 +21,9 @@ from shared.contracts import (
     PoliceAlertRequested,
 )
 from shared.envelope import decode_event
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def triage_accepted(
@@ -107,6 +110,14 @@ def incident_accepted_handler(settings: TriageSettings, clock: Clock = system_cl
         store.add_triaged(session, kept_payload(accepted, triaged).model_dump(mode="json"), triaged, now)
         for notice in notices:
             store.add_notice(session, notice, now)
+        c = triaged.classification
+        log.info(
+            "incident triaged",
+            risk_tier=str(c.risk_tier),
+            violence_or_criminality=c.violence_or_criminality,
+            owning_team=c.owning_team,
+            rules_version=c.rules_version,
+        )
         return outgoing_events(accepted, triaged, notices, now, settings)
 
     return on_incident_accepted

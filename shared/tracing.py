@@ -1,0 +1,69 @@
+"""W3C Trace Context (``traceparent``) carried in Kafka headers and HTTP, so one report can be
+followed across the four services in the logs: every log line inside a message's or request's
+handling carries its ``trace_id``."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import structlog
+
+HEADER = "traceparent"
+_FORMAT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_current: ContextVar[TraceContext | None] = ContextVar("dcsp_trace", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    trace_id: str
+    span_id: str
+    flags: str = "01"
+
+    def header(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+    def child(self) -> TraceContext:
+        """A new span in the same trace."""
+        return TraceContext(self.trace_id, secrets.token_hex(8), self.flags)
+
+
+def parse(value: str | None) -> TraceContext | None:
+    """A valid ``traceparent`` value, or None (an invalid one is ignored, as the spec says)."""
+    if not value:
+        return None
+    match = _FORMAT.match(value.strip().lower())
+    if match is None or match.group(1) == "0" * 32 or match.group(2) == "0" * 16:
+        return None
+    return TraceContext(match.group(1), match.group(2), match.group(3))
+
+
+def new_trace() -> TraceContext:
+    return TraceContext(secrets.token_hex(16), secrets.token_hex(8))
+
+
+def current() -> TraceContext | None:
+    return _current.get()
+
+
+def outgoing() -> str | None:
+    """The ``traceparent`` for a message or request sent now: a child span of the current one."""
+    ctx = _current.get()
+    return ctx.child().header() if ctx else None
+
+
+@contextlib.contextmanager
+def continue_trace(traceparent: str | None) -> Iterator[TraceContext]:
+    """Work on behalf of an incoming message or request: continue its trace, or start one."""
+    parent = parse(traceparent)
+    ctx = parent.child() if parent else new_trace()
+    token = _current.set(ctx)
+    try:
+        with structlog.contextvars.bound_contextvars(trace_id=ctx.trace_id, span_id=ctx.span_id):
+            yield ctx
+    finally:
+        _current.reset(token)
