@@ -84,6 +84,9 @@ class Received:
 Handle = Callable[[AsyncSession, Received], Awaitable[Sequence[Event]]]
 
 
+DEAD_LETTER_CLAIM = "dead-letter|"
+
+
 def _is_infrastructure(exc: BaseException | None) -> bool:
     return isinstance(exc, INFRASTRUCTURE_ERRORS)
 
@@ -237,7 +240,9 @@ class ReliableConsumer:
             failed_at=datetime.now(UTC),
         )
         async with self._sessions.begin() as session:
-            if await claim(session, self.name, received.event_id):
+            # A claim of its own: the event id stays free, so a redriven copy (same ce_id, after the
+            # cause is fixed) is processed exactly once, while a redelivery is not dead-lettered twice.
+            if await claim(session, self.name, DEAD_LETTER_CLAIM + received.event_id):
                 add_events(session, self._source, [letter])
         self.dead_lettered += 1
         self._count(received, "dead_lettered")

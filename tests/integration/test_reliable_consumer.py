@@ -188,3 +188,24 @@ class StopRetrying(BaseException):
 
 def asyncio_cancel() -> BaseException:
     return StopRetrying()
+
+
+async def test_a_redriven_dead_letter_is_processed_exactly_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+    fixed = False
+
+    async def handle(session: AsyncSession, received: Received) -> Sequence[Event]:
+        if not fixed:
+            raise PermanentError("rule table missing an entry")
+        session.add(Effect(note=received.headers["ce_id"]))
+        return []
+
+    consumer = consumer_for(sessions, handle)
+    original = message(offset=7)
+    await consumer(original)
+    await consumer(original)  # redelivered before the offset commit: still one dead letter
+    assert len(await dead_letters(sessions)) == 1
+    fixed = True
+    redriven = Received(topic="in", partition=1, offset=99, key=None, headers=original.headers, body=original.body)
+    await consumer(redriven)
+    await consumer(redriven)  # redriven twice by mistake
+    assert await count(sessions, Effect) == 1
