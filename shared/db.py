@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from shared import sqlite_inline
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend (SQLite would otherwise drop the zone)."""
@@ -48,14 +50,21 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, inline_sqlite: bool = True) -> AsyncEngine:
+    """The engine of a service's store. SQLite files run inline on the event loop (see
+    ``shared.sqlite_inline``) unless ``inline_sqlite`` is False; PostgreSQL uses asyncpg."""
     url = async_url(url)
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"timeout": 30}
+            if inline_sqlite:
+                kwargs["async_creator"] = sqlite_inline.creator(parsed.database, timeout=30)
+                kwargs["pool_size"] = 1
+                kwargs["max_overflow"] = 0
+                kwargs["pool_timeout"] = 120
+        kwargs.setdefault("connect_args", {"timeout": 30})
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
