@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.notifications import api, store
+from services.notifications import api, officer, store
 from services.notifications.handlers import DailyBriefings, Dispatcher, Outgoing, PartnerUpdates, PoliceAlerts
 from services.notifications.settings import NotificationsSettings
 from shared import topics
@@ -36,6 +36,7 @@ def wire(runtime: ServiceRuntime, settings: NotificationsSettings, clock: Clock 
     )
     parts = Notifications(alerts, partners, dispatcher, briefings)
     api.install(runtime.api, runtime, settings, clock, parts.alerts, parts.briefings)
+    officer.install(runtime.api, runtime, settings, clock, parts.alerts, parts.briefings)
     return parts
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.panels import api, store
+from services.panels import api, officer, store
 from services.panels.handlers import Panels
 from services.panels.settings import PanelsSettings
 from shared import topics
@@ -27,4 +27,5 @@ def compose(settings: PanelsSettings | None = None, clock: Clock | None = None) 
     runtime.subscribe(topics.PANEL_REFERRAL_REQUESTS, panels.on_referral_requested)
     runtime.add_worker(panels.run_overdue_checks)
     api.install(runtime.api, runtime, panels, settings)
+    officer.install(runtime.api, settings)
     return runtime, panels
