@@ -26,9 +26,9 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from demo.pipeline import Pipeline
+from demo.pipeline import REPO, Pipeline
 
-from ..conftest import REPO, wait_for
+from ..conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 
