@@ -50,17 +50,24 @@ def async_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+INLINE_BUSY_TIMEOUT_MS = 1_000
+
+
 def make_engine(url: str, *, inline_sqlite: bool = True) -> AsyncEngine:
     """The engine of a service's store. SQLite files run inline on the event loop (see
     ``shared.sqlite_inline``) unless ``inline_sqlite`` is False; PostgreSQL uses asyncpg."""
     url = async_url(url)
     parsed = make_url(url)
     kwargs: dict[str, Any] = {}
+    busy_ms = 30_000
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             if inline_sqlite:
-                kwargs["async_creator"] = sqlite_inline.creator(parsed.database, timeout=30)
+                # Inline, a wait for another process's write lock blocks the whole event loop:
+                # keep it short, and let the consumer's retry (an async back-off) wait instead.
+                busy_ms = INLINE_BUSY_TIMEOUT_MS
+                kwargs["async_creator"] = sqlite_inline.creator(parsed.database, timeout=busy_ms / 1000)
                 kwargs["pool_size"] = 1
                 kwargs["max_overflow"] = 0
                 kwargs["pool_timeout"] = 120
@@ -77,7 +84,7 @@ def make_engine(url: str, *, inline_sqlite: bool = True) -> AsyncEngine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
