@@ -9,7 +9,7 @@ KUSTOMIZE_VERSION := v5.7.1
 KUSTOMIZE := $(CACHE)/bin/kustomize-$(KUSTOMIZE_VERSION)
 export KUSTOMIZE
 
-.PHONY: run demo test test-unit test-e2e lint kafka-start kafka-stop kafka-status clean help \
+.PHONY: bench run demo test test-unit test-e2e lint kafka-start kafka-stop kafka-status clean help \
 	podman images containers kustomize compose-up compose-down schemas
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make containers install Podman (root), serve its Docker API, build the localhost/dcsp-* images"
 	@echo "make compose-up | compose-down   docker-compose.yml under Podman with the local images"
 	@echo "make schemas    regenerate shared/schemas (event JSON Schemas, AsyncAPI per service)"
+	@echo "make bench      end-to-end benchmark against a bare Kafka relay (not part of make test)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,9 +49,14 @@ test-unit: $(STAMP)
 test-e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
 
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	deploy/kafka/kafka.sh fetch
+	$(PY) -m bench.run
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check services shared demo tests
-	$(VENV)/bin/mypy services shared
+	$(VENV)/bin/ruff check services shared demo tests ops bench
+	$(VENV)/bin/mypy services shared ops
 
 podman:
 	deploy/podman/setup.sh all

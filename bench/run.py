@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sqlite3
 import statistics
 import subprocess
@@ -88,7 +87,7 @@ async def topic_size(bootstrap: str, topic: str) -> int:
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - a fresh topic's metadata
+            await consumer._client.force_metadata_update()
             parts = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in parts]
         ends = await consumer.end_offsets(tps) if tps else {}
@@ -187,7 +186,12 @@ def run_bare_relay(bootstrap: str, n: int, progress: Progress) -> dict[str, Any]
             p.terminate()
         for p in relays:
             p.wait(timeout=20)
-    return {"reports": n, "seconds": round(elapsed, 2), "reports_per_second": round(n / elapsed, 1), "complete": done >= n}
+    return {
+        "reports": n,
+        "seconds": round(elapsed, 2),
+        "reports_per_second": round(n / elapsed, 1),
+        "complete": done >= n,
+    }
 
 
 def run_latency(pipeline: Pipeline, rate: float, seconds: float, progress: Progress) -> dict[str, Any]:
@@ -280,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
 
-    kafka = LocalKafka(port=29092)
+    kafka = LocalKafka(port=19292)  # its own broker, clear of make run (9092), tests (19092), compose (29092)
     bootstrap = kafka.start()
     result: dict[str, Any] = {"date": datetime.now(UTC).isoformat(), "cpus": psutil.cpu_count()}
     workdir = REPO / "var" / "bench" / datetime.now(UTC).strftime("%Y%m%d%H%M%S")
@@ -320,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("end-to-end throughput (reports/s)", f"{tp['reports_per_second']}", ">= 3000")
     table.add_row("bare relay, same hops (reports/s)", f"{bare['reports_per_second']}", "")
     table.add_row("pipeline / bare", f"{result['ratio_pipeline_to_bare']:.1%}", ">= 40%")
-    table.add_row("alert latency p50 / p95 / p99 (ms)", f"{lat['p50_ms']} / {lat['p95_ms']} / {lat['p99_ms']}", "p99 <= 250")
+    table.add_row(
+        "alert latency p50 / p95 / p99 (ms)", f"{lat['p50_ms']} / {lat['p95_ms']} / {lat['p99_ms']}", "p99 <= 250"
+    )
     rss = {**result["peak_rss_mb_after_throughput"]}
     for name, mb in rss.items():
         table.add_row(f"peak RSS {name} (MB)", f"{mb:.0f}", "<= 150")

@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[bold green]Every expected outcome happened.[/]" if ok else "[bold red]Some outcomes differ.[/]")
         if args.exit:
             return 0 if ok else 1
-        console.print("Services keep running (intake http://127.0.0.1:8001/docs). Ctrl-C stops everything.")
+        console.print(f"Services keep running (intake {pipeline.url('intake')}/docs). Ctrl-C stops everything.")
         signal.signal(signal.SIGTERM, _interrupt)
         signal.signal(signal.SIGINT, _interrupt)  # also when started in the background
         try:

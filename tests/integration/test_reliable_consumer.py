@@ -209,3 +209,25 @@ async def test_a_redriven_dead_letter_is_processed_exactly_once(sessions: async_
     await consumer(redriven)
     await consumer(redriven)  # redriven twice by mistake
     assert await count(sessions, Effect) == 1
+
+
+async def test_a_batch_commits_together_and_a_poison_message_in_it_is_dead_lettered_alone(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async def handle(session: AsyncSession, received: Received) -> Sequence[Event]:
+        if received.body == b"poison":
+            raise PermanentError("cannot be processed")
+        session.add(Effect(note=received.headers["ce_id"]))
+        return []
+
+    consumer = consumer_for(sessions, handle)
+    good = [message(offset=i) for i in range(5)]
+    await consumer.process_batch(good)
+    assert await count(sessions, Effect) == 5
+
+    mixed = [message(offset=10), message(offset=11, body=b"poison"), message(offset=12), good[0]]
+    await consumer.process_batch(mixed)  # rolls back, then one transaction per message
+    assert await count(sessions, Effect) == 7  # the two new good ones; good[0] is a duplicate
+    (letter,) = await dead_letters(sessions)
+    assert letter["offset"] == 11
+    assert consumer.duplicates == 1 and consumer.dead_lettered == 1
