@@ -562,6 +562,48 @@ class PanelReferralClosed(Event):
         return str(self.referral_id)
 
 
+# ---------------------------------------------------------------------------
+# Security events (issue #8) go below this line.
+# ---------------------------------------------------------------------------
+
+
+class ErasureRequested(Event):
+    """A right-to-erasure request accepted by intake: every service deletes or anonymises the
+    person's data and confirms. Carries only pseudonymous keys, never the name or date of birth."""
+
+    TOPIC = topics.ERASURE_REQUESTS
+    CE_TYPE = "uk.gov.dcsp.erasure.requested.v1"
+
+    request_id: uuid.UUID
+    person_key: str = Field(description="The person's stable pseudonymous key (see intake's person_key)")
+    incident_ids: list[uuid.UUID] = Field(
+        default_factory=list, description="Incidents intake accepted for the person (as victim)"
+    )
+    tenancy_refs: list[str] = Field(default_factory=list, description="Tenancies where intake saw the person as tenant")
+    requested_by: str = Field(description="Who asked (the authenticated caller)")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    requested_at: AwareDatetime
+
+    def subject(self) -> str:
+        return str(self.request_id)
+
+
+class ErasureConfirmed(Event):
+    """One service erased (deleted or anonymised) a person's data for an erasure request."""
+
+    TOPIC = topics.ERASURE_CONFIRMATIONS
+    CE_TYPE = "uk.gov.dcsp.erasure.confirmed.v1"
+
+    request_id: uuid.UUID
+    service: str
+    person_key: str
+    records: dict[str, int] = Field(description="Rows deleted or anonymised, per table")
+    confirmed_at: AwareDatetime
+
+    def subject(self) -> str:
+        return str(self.request_id)
+
+
 def event_types() -> list[type[Event]]:
     """Every concrete event type declared in this module (each has a TOPIC and a CE_TYPE)."""
     found: list[type[Event]] = []

@@ -86,6 +86,8 @@ def make_engine(url: str, *, inline_sqlite: bool = True) -> AsyncEngine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Erased personal data must not linger in free pages of the file.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
     return engine

@@ -19,7 +19,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared import metrics, topics, tracing
+from shared import metrics, security, topics, tracing
 from shared.consumer import Handle, Received, ReliableConsumer
 from shared.contracts import event_topics
 from shared.db import create_tables, make_engine, ping, session_factory
@@ -36,6 +36,12 @@ async def _trace_http(request: Request, call_next: Callable[[Request], Awaitable
         response = await call_next(request)
     response.headers[tracing.HEADER] = ctx.header()
     return response
+
+
+def bootstrap_list(servers: str) -> list[str]:
+    """``KAFKA_BOOTSTRAP_SERVERS`` ("host:port,host:port") as the list Kafka clients take: given
+    the whole string, aiokafka looks up one host named "a:1,b:2" and never reaches a cluster."""
+    return [s.strip() for s in servers.split(",") if s.strip()]
 
 
 async def _raw_body(msg: Any) -> Any:
@@ -55,7 +61,8 @@ class ServiceRuntime:
         self.sessions = session_factory(self.engine)
         kafka = settings.kafka
         self.broker = KafkaBroker(
-            kafka.bootstrap_servers,
+            bootstrap_list(kafka.bootstrap_servers),
+            security=security.kafka_security(kafka),
             client_id=f"dcsp-{name}",
             enable_idempotence=True,  # forces acks=all
             linger_ms=kafka.linger_ms,
@@ -80,6 +87,13 @@ class ServiceRuntime:
         self.api.add_api_route("/ready", self._ready, methods=["GET"], tags=["ops"])
         self.api.add_api_route("/metrics", self._metrics, methods=["GET"], tags=["ops"], include_in_schema=False)
         self.api.middleware("http")(_trace_http)
+        # Security seams (issue #8): who is calling (routes declare what they need), and a cap on
+        # request bodies. /health, /ready and /metrics need no credential.
+        self.auth = security.Authenticator.from_settings(settings)
+        self.api.state.authenticator = self.auth
+        self.api.add_exception_handler(security.Denied, security.denied_handler)
+        self.api.add_middleware(security.AuthenticationGate, authenticator=self.auth)
+        self.api.add_middleware(security.RequestSizeLimit, max_bytes=settings.max_request_bytes)
         self._subscribers: list[tuple[str, Any]] = []
         self.add_worker(self._update_gauges)
 
@@ -146,7 +160,11 @@ class ServiceRuntime:
 
     async def ensure_topics(self) -> None:
         kafka = self.settings.kafka
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=f"dcsp-{self.name}-admin")
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap_list(kafka.bootstrap_servers),
+            client_id=f"dcsp-{self.name}-admin",
+            **security.kafka_client_options(kafka),
+        )
         await admin.start()
         try:
             existing = set(await admin.list_topics())

@@ -1,7 +1,9 @@
 """Settings every service shares. Each service adds its own with its own env prefix
 (``INTAKE_``, ``TRIAGE_``, ...); Kafka settings are common to all (``KAFKA_``)."""
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +16,22 @@ class KafkaSettings(BaseSettings):
     partitions: int = Field(default=3, ge=1, description="Partitions for topics this service creates")
     replication_factor: int = Field(default=1, ge=1, description="Replication for topics this service creates")
     linger_ms: int = Field(default=5, ge=0, description="Producer batching delay")
+    # Transport security (issue #8): SASL/SCRAM over TLS for a secured cluster.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How clients talk to the brokers; SASL_SSL in production"
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*"
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user of this service")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (prefer _FILE)")
+    sasl_password_file: str | None = Field(
+        default=None, description="File holding the SASL password (a mounted secret)"
+    )
+    ssl_cafile: str | None = Field(default=None, description="PEM of the CA that signed the brokers' certificates")
+    ssl_certfile: str | None = Field(default=None, description="PEM client certificate, for mutual TLS")
+    ssl_keyfile: str | None = Field(default=None, description="PEM key of the client certificate")
+    ssl_check_hostname: bool = Field(default=True, description="Check the broker's certificate names its host")
 
 
 class ReliabilitySettings(BaseSettings):
@@ -45,5 +63,15 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(ge=0, le=65535)
     log_level: str = "INFO"
+    # Security (issue #8). ``disabled`` lets every caller in with full access (dev, tests, demo);
+    # production sets ``required`` and a credentials file (see shared.security).
+    auth_mode: Literal["required", "disabled"] = Field(
+        default="disabled", description="required: every /v1 and /officer call needs a credential"
+    )
+    auth_credentials_file: str | None = Field(
+        default=None, description="JSON file of API key hashes, JWT issuers and roles (a mounted secret)"
+    )
+    auth_credentials: SecretStr | None = Field(default=None, description="The same JSON inline (prefer the file)")
+    max_request_bytes: int = Field(default=256 * 1024, ge=1, description="Larger request bodies get 413")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     reliability: ReliabilitySettings = Field(default_factory=ReliabilitySettings)

@@ -32,3 +32,8 @@ PANEL_REFERRALS_CLOSED = "dcsp.panel-referrals.closed.v1"
 def resolve(base: str, prefix: str = "") -> str:
     """The topic name on the wire for a base name under a deployment's prefix."""
     return f"{prefix}{base}"
+
+
+# Security events (issue #8):
+ERASURE_REQUESTS = "dcsp.erasure-requests.v1"
+ERASURE_CONFIRMATIONS = "dcsp.erasure-confirmations.v1"

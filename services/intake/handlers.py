@@ -4,20 +4,24 @@ HTTP or the ingress topic) exactly once per partner and idempotency key."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TypeVar
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import domain, store
+from shared import retention
 from shared.consumer import PermanentError, Received
 from shared.contracts import (
     Channel,
+    ErasureRequested,
     Event,
     Location,
     PanelReferralRequested,
+    Person,
     ReportDetails,
     ReportReceived,
     TenancyPossessionUpdated,
@@ -88,19 +92,76 @@ def _fingerprint(event: PanelReferralRequested | TenancyPossessionUpdated) -> st
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _with_person_key(event: PartnerEvent) -> PartnerEvent:
-    if not isinstance(event, PanelReferralRequested):
-        return event
+def _key_without_property(person: Person | None, partner: Any, idempotency_key: str, at: datetime) -> str | None:
     # The same key rules as for a report's victim, so a partner's request finds the person's
     # triaged incidents; a request carries no property, hence no UPRN.
     as_report = ReportDetails.model_construct(
-        partner=event.partner,
-        idempotency_key=event.idempotency_key,
-        reported_at=event.requested_at,
-        description=event.reason,
+        partner=partner,
+        idempotency_key=idempotency_key,
+        reported_at=at,
+        description="-",
         location=Location.model_construct(uprn=None),
     )
-    return event.model_copy(update={"person_key": domain.person_key(event.person, as_report)})
+    return domain.person_key(person, as_report)
+
+
+def _with_person_key(event: PartnerEvent) -> PartnerEvent:
+    if not isinstance(event, PanelReferralRequested):
+        return event
+    key = _key_without_property(event.person, event.partner, event.idempotency_key, event.requested_at)
+    return event.model_copy(update={"person_key": key})
+
+
+def _tenant_key(stored: dict[str, Any]) -> str | None:
+    """The key of a stored tenancy event's tenant (None if it has none or cannot be read)."""
+    try:
+        update = TenancyPossessionUpdated.model_validate(stored)
+    except ValueError:
+        return None
+    return _key_without_property(update.tenant, update.partner, update.idempotency_key, update.occurred_at)
+
+
+async def accept_erasure_request(
+    session: AsyncSession,
+    name: str | None,
+    date_of_birth: date | None,
+    person_key: str | None,
+    reason: str,
+    requested_by: str,
+) -> tuple[uuid.UUID, list[Event]]:
+    """Anonymise the person's data in intake's store, record the request, and the events that ask
+    every other service to do the same (with intake's own confirmation)."""
+    now = datetime.now(UTC)
+    key = person_key or _key_without_property(Person(name=name, date_of_birth=date_of_birth), "csu", "erasure", now)
+    assert key is not None  # name and date of birth always make a key
+    request = ErasureRequested(
+        request_id=uuid.uuid4(),
+        person_key=key,
+        incident_ids=await store.incidents_of_victim(session, key),
+        tenancy_refs=await store.tenancies_of_tenant(session, TenancyPossessionUpdated.CE_TYPE, key, _tenant_key),
+        requested_by=requested_by,
+        reason=reason,
+        requested_at=now,
+    )
+    session.add(
+        store.ErasureRequestRow(
+            request_id=request.request_id,
+            person_key=key,
+            incident_ids=[str(i) for i in request.incident_ids],
+            requested_by=requested_by,
+            reason=reason,
+            requested_at=now,
+        )
+    )
+
+    async def erase(s: AsyncSession, r: ErasureRequested) -> dict[str, int]:
+        return await store.erase(
+            s, list(r.incident_ids), r.person_key, r.request_id, _tenant_key, TenancyPossessionUpdated.CE_TYPE
+        )
+
+    # Intake's unsent events about the person go too: what has not entered the pipeline never will.
+    confirmed = await retention.erase_and_confirm(session, "intake", erase, request, now, include_unsent=True)
+    return request.request_id, [request, confirmed]
 
 
 async def accept_partner_event(

@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -17,8 +17,52 @@ from sqlalchemy import select
 from services.notifications import briefing, domain, store
 from services.notifications.handlers import DailyBriefings, PoliceAlerts
 from services.notifications.settings import NotificationsSettings
+from shared import audit
 from shared.clock import Clock
 from shared.runtime import ServiceRuntime
+from shared.security import ALL, FieldSpec, Principal, Role, project, require_roles, view_role
+
+# Who may read what here, and how much of it (the one place notifications minimises). The police
+# and the CSU see police alerts (the police all but the CSU's own escalations); the partners at the
+# Daily Briefing (CSU, police, Housing) see the briefing; only the CSU sees what was sent to whom.
+ALERT_READERS = (Role.CSU, Role.POLICE, Role.ADMIN)
+BRIEFING_READERS = (Role.CSU, Role.POLICE, Role.HOUSING, Role.ADMIN)
+DISPATCH_READERS = (Role.CSU, Role.ADMIN)
+ALERT_FIELDS = frozenset(
+    {
+        "alert_id",
+        "incident_id",
+        "status",
+        "delivery_status",
+        "overdue",
+        "risk_tier",
+        "crime_category",
+        "channels",
+        "created_at",
+        "acknowledge_by",
+        "delivered_at",
+        "attempts",
+        "acknowledged_at",
+        "acknowledged_by",
+        "escalated_at",
+    }
+)
+ALERT_VIEWS: dict[str, FieldSpec] = {
+    Role.ADMIN: ALL,
+    Role.CSU: ALL,
+    Role.POLICE: frozenset({*ALERT_FIELDS, "payload", "deliveries", "attempt_history"}),
+}
+
+
+def view_alert(caller: Principal, doc: dict[str, Any]) -> dict[str, Any]:
+    """An alert cut to the caller's role (callers without an alert role never get here)."""
+    role = view_role(caller, ALERT_VIEWS) or Role.POLICE
+    return dict(project(doc, ALERT_VIEWS[role]))
+
+
+AlertReader = Annotated[Principal, Depends(require_roles(*ALERT_READERS))]
+BriefingReader = Annotated[Principal, Depends(require_roles(*BRIEFING_READERS))]
+DispatchReader = Annotated[Principal, Depends(require_roles(*DISPATCH_READERS))]
 
 
 class Problem(Exception):
@@ -127,6 +171,7 @@ def install(
 
     @router.get("/alerts", tags=["police alerts"])
     async def list_alerts(
+        caller: AlertReader,
         status: store.AlertStatus | None = None,
         incident_id: uuid.UUID | None = None,
         date_from: Annotated[date | None, Query(alias="from", description="First local date, inclusive")] = None,
@@ -141,14 +186,18 @@ def install(
         now = clock()
         async with runtime.sessions() as session:
             found = await store.list_alerts(session, status, incident_id, start, end, now)
-        return [alert_view(a, now) for a in found]
+        await audit.record(runtime.sessions, caller, "police-alert-list", str(incident_id or "*"))
+        return [view_alert(caller, alert_view(a, now)) for a in found]
 
     @router.get("/alerts/{alert_id}", tags=["police alerts"])
-    async def get_alert(alert_id: uuid.UUID) -> dict[str, Any]:
+    async def get_alert(alert_id: uuid.UUID, caller: AlertReader) -> dict[str, Any]:
         """One alert with its per-channel delivery state and every attempt: the proof of when the
         police were told."""
         async with runtime.sessions() as session:
             alert = await session.get(store.PoliceAlert, alert_id)
+            # In this session: the store may have a single connection (SQLite), so no second one.
+            audit.add_entry(session, caller, "police-alert", str(alert_id), outcome="ok" if alert else "not-found")
+            await session.commit()
             if alert is None:
                 raise Problem(404, "not found", "alert_id", f"no police alert {alert_id}")
             attempts = await store.attempts_for_alert(session, alert_id)
@@ -168,14 +217,14 @@ def install(
                 {"acknowledge_by": _iso(e.acknowledge_by), "escalated_at": _iso(e.escalated_at), "channels": e.channels}
                 for e in escalations
             ]
-        return view
+        return view_alert(caller, view)
 
     @router.post(
         "/alerts/{alert_id}/ack",
         tags=["police alerts"],
         responses={404: {"description": "No such alert"}, 409: {"description": "Already acknowledged"}},
     )
-    async def acknowledge(alert_id: uuid.UUID, body: Acknowledgement) -> dict[str, Any]:
+    async def acknowledge(alert_id: uuid.UUID, body: Acknowledgement, caller: AlertReader) -> dict[str, Any]:
         """Record who acknowledged the alert and when (the first acknowledgement stands)."""
         alert, recorded = await alerts.acknowledge(alert_id, body.acknowledged_by)
         if alert is None:
@@ -191,12 +240,14 @@ def install(
                     "acknowledged_at": _iso(alert.acknowledged_at),
                 },
             )
-        return alert_view(alert, clock())
+        await audit.record(runtime.sessions, caller, "police-alert", str(alert_id), action="acknowledge")
+        return view_alert(caller, alert_view(alert, clock()))
 
     @router.get("/briefings/{briefing_date}", tags=["daily briefing"], response_model=None)
     async def get_briefing(
         request: Request,
         briefing_date: date,
+        caller: BriefingReader,
         format: Literal["json", "html", "text"] | None = None,
     ) -> Response:
         """The Daily Briefing for a date, rebuilt from the stored events: JSON by default, HTML with
@@ -207,6 +258,7 @@ def install(
                 404, "not yet due", "briefing_date", f"the briefing for {briefing_date} closes at {cut_off.isoformat()}"
             )
         content = await briefings.build(briefing_date)
+        await audit.record(runtime.sessions, caller, "daily-briefing", briefing_date.isoformat())
         async with runtime.sessions() as session:
             published = await session.get(store.PublishedBriefing, briefing_date)
         headers = {"X-DCSP-Briefing-SHA256": briefing.digest(content)}
@@ -220,7 +272,9 @@ def install(
         return Response(briefing.render_json(content), media_type="application/json", headers=headers)
 
     @router.get("/dispatches", tags=["partner updates"])
-    async def list_dispatches(kind: str | None = None, subject_id: str | None = None) -> list[dict[str, Any]]:
+    async def list_dispatches(
+        caller: DispatchReader, kind: str | None = None, subject_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Everything sent or being sent (police alerts, escalations, cross-border cases, panel
         outcomes, briefings) with its delivery state and attempts."""
         stmt = select(store.Dispatch).order_by(store.Dispatch.created_at, store.Dispatch.dispatch_id)
@@ -237,6 +291,8 @@ def install(
                     attempt_view(a) for a in await store.attempts_for_dispatch(session, d.dispatch_id)
                 ]
                 views.append(view)
+        await audit.record(runtime.sessions, caller, "dispatch-list", subject_id or "*")
         return views
 
     app.include_router(router)
+    audit.install(app, runtime.sessions)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from services.notifications import api, officer, store
 from services.notifications.handlers import DailyBriefings, Dispatcher, Outgoing, PartnerUpdates, PoliceAlerts
 from services.notifications.settings import NotificationsSettings
-from shared import topics
+from shared import audit, retention, topics
 from shared.clock import Clock, system_clock
 from shared.runtime import ServiceRuntime
 
@@ -24,7 +24,7 @@ class Notifications:
 
 def wire(runtime: ServiceRuntime, settings: NotificationsSettings, clock: Clock = system_clock) -> Notifications:
     """Build the parts and install the HTTP API; subscriptions and workers are added by ``build``."""
-    runtime.use_tables(*store.TABLES)
+    runtime.use_tables(*store.TABLES, *audit.TABLES, *retention.TABLES)
     outgoing = Outgoing(settings)
     dispatcher = Dispatcher(runtime.sessions, settings, clock, runtime.source, wake_relay=runtime.relay.wake)
     alerts = PoliceAlerts(
@@ -55,4 +55,6 @@ def build(settings: NotificationsSettings | None = None, clock: Clock = system_c
     runtime.add_worker(parts.dispatcher.run)
     runtime.add_worker(parts.alerts.run_escalations)
     runtime.add_worker(parts.briefings.run)
+    runtime.subscribe(topics.ERASURE_REQUESTS, retention.erasure_handler("notifications", store.erase, clock))
+    runtime.add_worker(retention.purge_worker(runtime.sessions, store.purge, settings.retention, clock))
     return runtime

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
@@ -22,11 +22,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from services.notifications import briefing, store
-from services.notifications.api import Acknowledgement, alert_view
+from services.notifications.api import ALERT_READERS, BRIEFING_READERS, Acknowledgement, alert_view
 from services.notifications.handlers import DailyBriefings, PoliceAlerts
 from services.notifications.settings import NotificationsSettings
+from shared import audit
 from shared.clock import Clock
 from shared.runtime import ServiceRuntime
+from shared.security import Principal, require_roles
 
 _templates = Environment(
     loader=FileSystemLoader(briefing.TEMPLATES),
@@ -45,10 +47,15 @@ class Officer:
 
 
 async def officer_on_duty(request: Request) -> Officer:
-    """The seam for role protection: until the security issue lands, anyone who can reach the
-    service may use the officer pages. Replace this dependency (or override it with
-    ``app.dependency_overrides[officer_on_duty]``) to require the CSU officer role."""
-    return Officer()
+    """Who is using the officer pages: an authenticated caller with an officer role (the police,
+    Housing or the CSU); each page narrows that further."""
+    principal = await require_roles(*BRIEFING_READERS)(request)
+    return Officer(name=principal.subject)
+
+
+# Module level: FastAPI resolves string annotations in the module's namespace.
+AlertOfficer = Annotated[Principal, Depends(require_roles(*ALERT_READERS))]
+BriefingOfficer = Annotated[Principal, Depends(require_roles(*BRIEFING_READERS))]
 
 
 def _render(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -117,7 +124,7 @@ def install(
         )
 
     @router.get("/alerts", response_class=HTMLResponse)
-    async def overdue_alerts(acknowledged: str | None = None) -> HTMLResponse:
+    async def overdue_alerts(caller: AlertOfficer, acknowledged: str | None = None) -> HTMLResponse:
         """Overdue and unacknowledged police alerts, each with an Acknowledge form."""
         shown: store.PoliceAlert | None = None
         if acknowledged:
@@ -128,10 +135,11 @@ def install(
             if alert_id is not None:
                 async with runtime.sessions() as session:
                     shown = await session.get(store.PoliceAlert, alert_id)
+        await audit.record(runtime.sessions, caller, "officer-alerts-page", "*")
         return await alerts_page(acknowledged=shown)
 
     @router.post("/alerts/{alert_id}/ack", response_class=HTMLResponse)
-    async def acknowledge_alert(alert_id: uuid.UUID, request: Request) -> Response:
+    async def acknowledge_alert(alert_id: uuid.UUID, request: Request, caller: AlertOfficer) -> Response:
         """Acknowledge from the form, then back to the list (303: the browser GETs it)."""
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         name = (form.get("acknowledged_by") or [""])[0]
@@ -150,11 +158,12 @@ def install(
         alert, _recorded = await alerts.acknowledge(alert_id, body.acknowledged_by)
         if alert is None:
             return await alerts_page(404, problem=f"There is no police alert {alert_id}.")
+        await audit.record(runtime.sessions, caller, "police-alert", str(alert_id), action="acknowledge")
         # Whether this request or an earlier one recorded it, the page says who acknowledged it and when.
         return RedirectResponse(f"/officer/alerts?acknowledged={alert_id}", status_code=303)
 
     @router.get("/briefing", response_class=HTMLResponse)
-    async def daily_briefing(request: Request) -> HTMLResponse:
+    async def daily_briefing(request: Request, caller: BriefingOfficer) -> HTMLResponse:
         """Today's Daily Briefing once its cut-off has passed (before that, yesterday's); ?date= for another day."""
         now = clock()
         latest = briefing.briefing_due(now, settings.briefing_time, zone) or (
@@ -175,6 +184,7 @@ def install(
                     problem=f"The briefing for {day} is not due until {local(briefings.cut_off(day))}.",
                 )
         content = await briefings.build(day)
+        await audit.record(runtime.sessions, caller, "daily-briefing", day.isoformat())
         return _briefing_page(200, latest, day, body=_briefing_body(briefing.render_html(content)))
 
     def _briefing_page(

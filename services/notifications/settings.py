@@ -7,9 +7,10 @@ from datetime import time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
 
 AlertChannel = Literal["webhook", "email"]
@@ -41,6 +42,7 @@ class SmtpSettings(BaseModel):
     ssl: bool = Field(default=False, description="Implicit TLS (SMTPS, usually port 465)")
     username: str | None = None
     password: SecretStr | None = None
+    password_file: str | None = Field(default=None, description="File holding the SMTP password (a mounted secret)")
     timeout_seconds: float = Field(default=10.0, gt=0)
     mail_from: str = "dcsp-notifications@csp.example.gov.uk"
     message_id_domain: str = Field(default="dcsp.csp.example.gov.uk", description="Right-hand side of Message-IDs")
@@ -64,6 +66,9 @@ class NotificationsSettings(ServiceSettings):
     )
     police_webhook_secret: SecretStr = Field(
         default=SecretStr("change-me"), description="HMAC-SHA256 key for the X-DCSP-Signature header"
+    )
+    police_webhook_secret_file: str | None = Field(
+        default=None, description="File holding the police webhook key (a mounted secret); wins over the value"
     )
     police_webhook_timeout_seconds: float = Field(default=5.0, gt=0)
     police_webhook_tls: TlsOptions = Field(default_factory=TlsOptions)
@@ -106,6 +111,7 @@ class NotificationsSettings(ServiceSettings):
         default=None, description="The neighbouring partnership's channel for cross-border cases (none: not sent)"
     )
     neighbour_webhook_secret: SecretStr = Field(default=SecretStr("change-me"))
+    neighbour_webhook_secret_file: str | None = Field(default=None, description="File holding the neighbour's key")
     neighbour_webhook_tls: TlsOptions = Field(default_factory=TlsOptions)
     partnership_contact: str = Field(
         default="csu@council.example.gov.uk", description="Who a neighbouring partnership contacts about a case"
@@ -114,6 +120,21 @@ class NotificationsSettings(ServiceSettings):
         default_factory=dict,
         description='Email of each referring agency, told of panel outcomes, e.g. {"housing": ["asb@..."]}',
     )
+
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> NotificationsSettings:
+        # Mounted secret files win over values, so a key never has to sit in the environment.
+        from shared.security import read_secret
+
+        if self.police_webhook_secret_file:
+            self.police_webhook_secret = SecretStr(read_secret(None, self.police_webhook_secret_file) or "")
+        if self.neighbour_webhook_secret_file:
+            self.neighbour_webhook_secret = SecretStr(read_secret(None, self.neighbour_webhook_secret_file) or "")
+        if self.smtp.password_file:
+            self.smtp.password = SecretStr(read_secret(None, self.smtp.password_file) or "")
+        return self
 
     @field_validator("briefing_timezone")
     @classmethod

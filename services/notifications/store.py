@@ -9,11 +9,13 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, select
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, cast, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.contracts import ErasureRequested
 from shared.db import Base
+from shared.retention import rowcount
 
 
 class AlertStatus(enum.StrEnum):
@@ -273,3 +275,112 @@ async def briefing_rows(
         list(referrals.scalars()),
         list(alerts.scalars()),
     )
+
+
+# -- retention and erasure (issue #8) ---------------------------------------------------------
+
+
+def _erased(request_id: uuid.UUID) -> dict[str, Any]:
+    return {"erased": str(request_id)}
+
+
+async def _anonymise_dispatches(session: AsyncSession, where: Any, request_id: uuid.UUID) -> int:
+    # Only delivered messages: one still owed to the police (or a partner) must go out whole.
+    rows = await session.execute(select(Dispatch).where(where, Dispatch.status == DispatchStatus.DELIVERED))
+    count = 0
+    for d in rows.scalars():
+        if not d.content.get("erased"):
+            d.content = _erased(request_id)
+            count += 1
+    return count
+
+
+async def erase(session: AsyncSession, request: ErasureRequested) -> dict[str, int]:
+    """Delete what the briefing holds about the person; anonymise their police alerts and sent
+    messages, keeping the proof of when the police were told (ids, times, attempts)."""
+    key, ids = request.person_key, set(request.incident_ids)
+    facts = await session.execute(
+        select(IncidentOfConcern).where(
+            or_(IncidentOfConcern.incident_id.in_(ids), cast(IncidentOfConcern.fact, Text).contains(key))
+        )
+    )
+    ids |= {f.incident_id for f in facts.scalars() if f.incident_id in ids or f.fact.get("victim_key") == key}
+    referrals = await session.execute(select(ReferralSeen).where(cast(ReferralSeen.fact, Text).contains(key)))
+    referral_ids = {r.referral_id for r in referrals.scalars() if r.fact.get("person_key") == key}
+    counts: dict[str, int] = {
+        "briefing_incidents": rowcount(
+            await session.execute(delete(IncidentOfConcern).where(IncidentOfConcern.incident_id.in_(ids)))
+        ),
+        "briefing_case_reviews": rowcount(
+            await session.execute(
+                delete(CaseReviewNotice).where(
+                    or_(CaseReviewNotice.victim_key == key, CaseReviewNotice.incident_id.in_(ids))
+                )
+            )
+        ),
+        "briefing_referrals": rowcount(
+            await session.execute(delete(ReferralSeen).where(ReferralSeen.referral_id.in_(referral_ids)))
+        ),
+        "panel_outcomes_seen": rowcount(
+            await session.execute(delete(OutcomeSeen).where(OutcomeSeen.referral_id.in_(referral_ids)))
+        ),
+    }
+    alerts = list((await session.execute(select(PoliceAlert).where(PoliceAlert.incident_id.in_(ids)))).scalars())
+    for alert in alerts:
+        alert.payload = _erased(request.request_id)
+    counts["police_alerts"] = len(alerts)
+    needles = [key, *(str(i) for i in ids), *(str(r) for r in referral_ids), *(str(a.alert_id) for a in alerts)]
+    counts["dispatches"] = await _anonymise_dispatches(
+        session,
+        or_(Dispatch.subject_id.in_(needles), *(cast(Dispatch.content, Text).contains(n) for n in needles)),
+        request.request_id,
+    )
+    briefings = await session.execute(
+        select(PublishedBriefing).where(or_(*(PublishedBriefing.content.contains(n) for n in needles)))
+    )
+    counts["daily_briefings"] = 0
+    for b in briefings.scalars():
+        # The briefing can be rebuilt from the store (now without the person); its digest stays as the record.
+        b.content = f'{{"erased": "{request.request_id}"}}'
+        counts["daily_briefings"] += 1
+    return counts
+
+
+async def purge(session: AsyncSession, cut_off: datetime) -> dict[str, int]:
+    """Delete what is older than ``cut_off``: settled alerts with their messages, and briefing facts."""
+    old_alerts = select(PoliceAlert.alert_id).where(
+        PoliceAlert.created_at < cut_off,
+        or_(PoliceAlert.acknowledged_at.is_not(None), PoliceAlert.status == "delivered"),
+    )
+    alert_ids = list((await session.execute(old_alerts)).scalars())
+    old_dispatches = select(Dispatch.dispatch_id).where(
+        or_(Dispatch.alert_id.in_(alert_ids), (Dispatch.alert_id.is_(None) & (Dispatch.created_at < cut_off)))
+    )
+    dispatch_ids = list((await session.execute(old_dispatches)).scalars())
+    return {
+        "dispatch_attempts": rowcount(
+            await session.execute(delete(DispatchAttempt).where(DispatchAttempt.dispatch_id.in_(dispatch_ids)))
+        ),
+        "dispatches": rowcount(await session.execute(delete(Dispatch).where(Dispatch.dispatch_id.in_(dispatch_ids)))),
+        "police_alert_escalations": rowcount(
+            await session.execute(delete(AlertEscalation).where(AlertEscalation.alert_id.in_(alert_ids)))
+        ),
+        "police_alerts": rowcount(
+            await session.execute(delete(PoliceAlert).where(PoliceAlert.alert_id.in_(alert_ids)))
+        ),
+        "briefing_incidents": rowcount(
+            await session.execute(delete(IncidentOfConcern).where(IncidentOfConcern.triaged_at < cut_off))
+        ),
+        "briefing_case_reviews": rowcount(
+            await session.execute(delete(CaseReviewNotice).where(CaseReviewNotice.raised_at < cut_off))
+        ),
+        "briefing_referrals": rowcount(
+            await session.execute(delete(ReferralSeen).where(ReferralSeen.created_at < cut_off))
+        ),
+        "panel_outcomes_seen": rowcount(
+            await session.execute(delete(OutcomeSeen).where(OutcomeSeen.recorded_at < cut_off))
+        ),
+        "daily_briefings": rowcount(
+            await session.execute(delete(PublishedBriefing).where(PublishedBriefing.published_at < cut_off))
+        ),
+    }

@@ -6,7 +6,7 @@ import uuid
 from datetime import date, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment
@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.panels import domain, store
 from services.panels.handlers import ActionPlanItem, Panels, ReferralClosed, ReferralNotFound, tenancy_record
 from services.panels.settings import MeetingSchedule, PanelsSettings
+from shared import audit
 from shared.contracts import AsbTool, IncidentTriaged, Panel, PartnerAgency, Person, RiskTier
 from shared.runtime import ServiceRuntime
+from shared.security import ALL, FieldSpec, Principal, Role, forbidden, project, require_roles, view_role
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
 
@@ -50,6 +52,145 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         errors.append({"field": ".".join(loc) or "(body)", "reason": err.get("msg", "invalid")})
     return JSONResponse(status_code=422, content={"error": "invalid request", "errors": errors})
+
+
+# -- who sees which referral, and how much of it: the one place panels minimises ---------------
+
+# Which panels' referrals each role sees: Housing the Complex Case Panel (tenancies), the NHS the
+# safeguarding panel (victims), the neighbouring partnership only cross-border cases.
+PANELS_SEEN: dict[str, frozenset[Panel]] = {
+    Role.ADMIN: frozenset(Panel),
+    Role.CSU: frozenset(Panel),
+    Role.POLICE: frozenset(Panel),
+    Role.HOUSING: frozenset({Panel.CCP}),
+    Role.NHS: frozenset({Panel.VCSP}),
+    Role.NEIGHBOURING_PARTNERSHIP: frozenset(Panel),
+}
+CROSS_BORDER_ONLY = frozenset({Role.NEIGHBOURING_PARTNERSHIP})
+
+_PACK_HEAD = frozenset({"referral_id", "panel", "panel_name", "status", "referred_at"})
+_OUTCOME = frozenset({"decision", "agenda_meeting", "actions", "closed_at", "close_reason"})
+# The fields of a referral's pack each role may see.
+REFERRAL_VIEWS: dict[str, FieldSpec] = {
+    Role.ADMIN: ALL,
+    Role.CSU: ALL,
+    # Offence detail and the people involved, not health or tenancy.
+    Role.POLICE: {
+        **dict.fromkeys(_PACK_HEAD | _OUTCOME | {"reasons", "referring_partner", "agencies", "cross_border"}, True),
+        "person": frozenset({"name", "age", "role"}),
+        "incidents": frozenset(
+            {
+                "incident_id",
+                "status",
+                "reported_at",
+                "reported_by",
+                "location",
+                "description",
+                "asb_qualifier",
+                "asb_heading",
+                "crime_category",
+                "hate_incident",
+                "risk_tier",
+                "triage_reasons",
+                "tenant_role",
+            }
+        ),
+        "risk_history": frozenset({"at", "incident_id", "risk_tier"}),
+    },
+    # The tenancy and the ASB around it, not free-text accounts or health.
+    Role.HOUSING: {
+        **dict.fromkeys(
+            _PACK_HEAD | _OUTCOME | {"reasons", "referring_partner", "consent", "agencies", "tenancy"}, True
+        ),
+        "person": frozenset({"name", "age", "role"}),
+        "incidents": frozenset(
+            {
+                "incident_id",
+                "status",
+                "reported_at",
+                "reported_by",
+                "location",
+                "asb_qualifier",
+                "asb_heading",
+                "risk_tier",
+                "tenant_role",
+            }
+        ),
+        "risk_history": frozenset({"at", "incident_id", "risk_tier"}),
+    },
+    # The victim's safeguarding needs: no offence or offender detail, no accounts, no places.
+    Role.NHS: {
+        **dict.fromkeys(_PACK_HEAD | _OUTCOME | {"reasons", "consent", "agencies", "risk_history"}, True),
+        "person": frozenset({"name", "age", "vulnerabilities", "role"}),
+        "incidents": frozenset(
+            {
+                "incident_id",
+                "status",
+                "reported_at",
+                "asb_qualifier",
+                "asb_heading",
+                "hate_incident",
+                "risk_tier",
+                "vulnerability_score",
+            }
+        ),
+    },
+    # A cross-border case in outline, and who to contact.
+    Role.NEIGHBOURING_PARTNERSHIP: {
+        **dict.fromkeys(_PACK_HEAD | {"agencies", "cross_border"}, True),
+        "person": frozenset({"name", "role"}),
+        "incidents": frozenset(
+            {
+                "incident_id",
+                "status",
+                "reported_at",
+                "location",
+                "asb_qualifier",
+                "asb_heading",
+                "crime_category",
+                "risk_tier",
+            }
+        ),
+    },
+}
+LISTING_VIEWS: dict[str, FieldSpec] = {
+    Role.ADMIN: ALL,
+    Role.CSU: ALL,
+    Role.POLICE: frozenset({"referral_id", "panel", "status", "created_at", "reasons", "incident_ids"}),
+    Role.HOUSING: frozenset({"referral_id", "panel", "status", "created_at", "reasons", "incident_ids"}),
+    Role.NHS: frozenset({"referral_id", "panel", "status", "created_at", "reasons", "incident_ids"}),
+    Role.NEIGHBOURING_PARTNERSHIP: frozenset({"referral_id", "panel", "status", "created_at", "incident_ids"}),
+}
+REFERRAL_READERS = tuple(REFERRAL_VIEWS)
+PANEL_CHAIRS = (Role.CSU, Role.ADMIN)
+# Who sits on which panel (and so may read its agenda).
+PANEL_MEMBERS: dict[Panel, tuple[Role, ...]] = {
+    Panel.CCP: (Role.CSU, Role.ADMIN, Role.HOUSING, Role.POLICE),
+    Panel.VCSP: (Role.CSU, Role.ADMIN, Role.POLICE, Role.NHS),
+}
+
+
+# Module level: FastAPI resolves string annotations in the module's namespace.
+Reader = Annotated[Principal, Depends(require_roles(*REFERRAL_READERS))]
+Chair = Annotated[Principal, Depends(require_roles(*PANEL_CHAIRS))]
+
+
+def may_see(role: str, panel: str, cross_border: bool) -> bool:
+    """Whether a role may see a referral to ``panel`` at all."""
+    if Panel(panel) not in PANELS_SEEN.get(role, frozenset()):
+        return False
+    return cross_border or role not in CROSS_BORDER_ONLY
+
+
+def referral_view(
+    caller: Principal, doc: dict[str, Any], views: dict[str, FieldSpec] = REFERRAL_VIEWS
+) -> tuple[str, dict[str, Any]] | None:
+    """A referral (pack or listing row, with ``panel`` and ``cross_border``) cut to the caller's
+    role, or None when the role may not see it."""
+    role = view_role(caller, views)
+    if role is None or not may_see(role, doc["panel"], bool(doc.get("cross_border"))):
+        return None
+    return role, dict(project(doc, views[role]))
 
 
 class ActionIn(BaseModel):
@@ -161,6 +302,7 @@ def install(app: FastAPI, runtime: ServiceRuntime, panels: Panels, settings: Pan
         body["actions"] = [_action_json(a, panels.today()) for a in actions]
         body["closed_at"] = referral.closed_at.isoformat() if referral.closed_at else None
         body["close_reason"] = referral.close_reason
+        body["cross_border"] = any(e.classification.cross_border for e in incidents)
         return body
 
     async def referral_or_404(session: AsyncSession, referral_id: uuid.UUID) -> store.PanelReferral:
@@ -169,40 +311,63 @@ def install(app: FastAPI, runtime: ServiceRuntime, panels: Panels, settings: Pan
             raise Problem(404, "not found", "referral_id", f"no referral with id {referral_id}")
         return referral
 
+    async def cross_border(session: AsyncSession, referral_id: uuid.UUID) -> bool:
+        ids = await store.incident_ids(session, referral_id)
+        return any(
+            (r.event.get("classification") or {}).get("cross_border")
+            for r in await store.incidents_on_record(session, ids)
+        )
+
     @router.get("/referrals")
-    async def list_referrals(panel: Panel | None = None) -> list[dict[str, Any]]:
-        """Referrals, oldest first, with the incidents attached to each."""
+    async def list_referrals(caller: Reader, panel: Panel | None = None) -> list[dict[str, Any]]:
+        """Referrals, oldest first, with the incidents attached to each (those the caller's role may see)."""
+        listed = []
         async with runtime.sessions() as session:
             rows = await store.list_referrals(session, panel)
-        return [
-            {
-                "referral_id": str(r.referral_id),
-                "panel": r.panel,
-                "person_key": r.person_key,
-                "status": r.status,
-                "created_at": r.created_at.isoformat(),
-                "reasons": r.reasons,
-                "incident_ids": incidents,
-            }
-            for r, incidents in rows
-        ]
+            for r, incidents in rows:
+                row: dict[str, Any] = {
+                    "referral_id": str(r.referral_id),
+                    "panel": r.panel,
+                    "person_key": r.person_key,
+                    "status": r.status,
+                    "created_at": r.created_at.isoformat(),
+                    "reasons": r.reasons,
+                    "incident_ids": incidents,
+                }
+                if view_role(caller, LISTING_VIEWS) == Role.NEIGHBOURING_PARTNERSHIP:
+                    row["cross_border"] = await cross_border(session, r.referral_id)
+                seen = referral_view(caller, row, LISTING_VIEWS)
+                if seen is not None:
+                    listed.append(seen[1])
+        await audit.record(runtime.sessions, caller, "referral-list", str(panel or "*"))
+        return listed
 
     @router.get("/referrals/{referral_id}")
-    async def get_referral(referral_id: uuid.UUID) -> dict[str, Any]:
-        """A referral's pack, assembled from everything on record now."""
+    async def get_referral(referral_id: uuid.UUID, caller: Reader) -> dict[str, Any]:
+        """A referral's pack, assembled from everything on record now, cut to what the caller's role may see."""
         async with runtime.sessions() as session:
-            return await pack(session, await referral_or_404(session, referral_id))
+            referral = await session.get(store.PanelReferral, referral_id)
+            seen = referral_view(caller, await pack(session, referral)) if referral is not None else None
+        await audit.record(
+            runtime.sessions, caller, "referral", str(referral_id), view=seen[0] if seen else None,
+            outcome="ok" if seen else "not-found",
+        )  # fmt: skip
+        if seen is None:
+            # A referral the role may not see is answered as if it did not exist.
+            raise Problem(404, "not found", "referral_id", f"no referral with id {referral_id}")
+        return seen[1]
 
     @router.get("/referrals/{referral_id}/history")
-    async def get_history(referral_id: uuid.UUID) -> list[dict[str, Any]]:
-        """Every change to a referral, oldest first."""
+    async def get_history(referral_id: uuid.UUID, caller: Chair) -> list[dict[str, Any]]:
+        """Every change to a referral, oldest first (the CSU's record)."""
         async with runtime.sessions() as session:
             await referral_or_404(session, referral_id)
             rows = await store.history(session, referral_id)
+        await audit.record(runtime.sessions, caller, "referral-history", str(referral_id))
         return [{"at": h.at.isoformat(), "event_type": h.event_type, "detail": h.detail} for h in rows]
 
     @router.post("/referrals/{referral_id}/outcome", status_code=status.HTTP_201_CREATED)
-    async def post_outcome(referral_id: uuid.UUID, outcome: OutcomeIn) -> dict[str, Any]:
+    async def post_outcome(referral_id: uuid.UUID, outcome: OutcomeIn, caller: Chair) -> dict[str, Any]:
         """The panel's decision and action plan; notifications tells the referring agency."""
         plan = [ActionPlanItem(a.description, a.owner_agency, a.due, a.tool) for a in outcome.actions]
         try:
@@ -223,9 +388,14 @@ def install(app: FastAPI, runtime: ServiceRuntime, panels: Panels, settings: Pan
 
     @router.post("/referrals/{referral_id}/actions/{action_id}/complete")
     async def complete_action(
-        referral_id: uuid.UUID, action_id: uuid.UUID, body: CompleteIn | None = None
+        referral_id: uuid.UUID, action_id: uuid.UUID, caller: Reader, body: CompleteIn | None = None
     ) -> dict[str, Any]:
-        """Mark an action done; repeating it changes nothing."""
+        """Mark an action done (the CSU, or the agency that owns the action); repeating it changes nothing."""
+        if not caller.has(*PANEL_CHAIRS):
+            async with runtime.sessions() as session:
+                owned = await session.get(store.PanelActionRow, action_id)
+            if owned is not None and owned.owner_agency not in caller.roles:
+                raise forbidden("action_id", f"only the CSU or {owned.owner_agency} may complete this action")
         try:
             async with runtime.sessions.begin() as session:
                 action, changed = await panels.complete_action(
@@ -240,7 +410,7 @@ def install(app: FastAPI, runtime: ServiceRuntime, panels: Panels, settings: Pan
         return {**_action_json(action, panels.today()), "replayed": not changed}
 
     @router.post("/referrals/{referral_id}/close")
-    async def close_referral(referral_id: uuid.UUID, body: CloseIn) -> dict[str, Any]:
+    async def close_referral(referral_id: uuid.UUID, body: CloseIn, caller: Chair) -> dict[str, Any]:
         """Close a referral with a reason; the person's next qualifying incident opens a new one."""
         try:
             async with runtime.sessions.begin() as session:
@@ -258,7 +428,7 @@ def install(app: FastAPI, runtime: ServiceRuntime, panels: Panels, settings: Pan
         }
 
     @router.get("/actions/overdue")
-    async def overdue_actions(panel: Panel | None = None) -> list[dict[str, Any]]:
+    async def overdue_actions(caller: Chair, panel: Panel | None = None) -> list[dict[str, Any]]:
         """Open actions past their due date (on the service's clock), most overdue first."""
         today = panels.today()
         async with runtime.sessions() as session:
@@ -270,7 +440,9 @@ def install(app: FastAPI, runtime: ServiceRuntime, panels: Panels, settings: Pan
         ]
 
     @router.get("/panels/{panel}/meetings")
-    async def upcoming_meetings(panel: Panel, count: Annotated[int, Query(ge=1, le=52)] = 6) -> list[dict[str, str]]:
+    async def upcoming_meetings(
+        panel: Panel, _caller: Reader, count: Annotated[int, Query(ge=1, le=52)] = 6
+    ) -> list[dict[str, str]]:
         """The panel's next meetings and their cut-off dates."""
         sched = schedule(panel)
         dates = domain.meetings_from(sched, panels.today())
@@ -286,9 +458,14 @@ def install(app: FastAPI, runtime: ServiceRuntime, panels: Panels, settings: Pan
     async def next_agenda(
         request: Request,
         panel: Panel,
+        caller: Reader,
         format: Annotated[str | None, Query(pattern="^(json|html)$")] = None,
     ) -> Response:
-        """The next meeting's agenda in priority order: JSON, or an HTML table (?format=html or Accept: text/html)."""
+        """The next meeting's agenda in priority order: JSON, or an HTML table (?format=html or Accept: text/html).
+        Only the panel's members may read it."""
+        if not caller.has(*PANEL_MEMBERS[panel]):
+            raise forbidden("panel", f"only members of the {panel.value} panel may read its agenda")
+        await audit.record(runtime.sessions, caller, "agenda", panel.value)
         sched = schedule(panel)
         meeting = domain.next_meeting(sched, panels.today())
         last_day = domain.cut_off(sched, meeting)
@@ -338,6 +515,7 @@ def install(app: FastAPI, runtime: ServiceRuntime, panels: Panels, settings: Pan
         return JSONResponse(agenda)
 
     app.include_router(router)
+    audit.install(app, runtime.sessions)
 
 
 def _action_json(action: store.PanelActionRow, today: date) -> dict[str, Any]:

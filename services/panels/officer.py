@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from services.panels.settings import PanelsSettings
 from shared.contracts import Panel
+from shared.security import Role, require_roles
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -41,20 +42,19 @@ class Officer:
 
 
 async def officer_on_duty(request: Request) -> Officer:
-    """The seam for role protection: until the security issue lands, anyone who can reach the
-    service may use the officer pages. Replace this dependency (or override it with
-    ``app.dependency_overrides[officer_on_duty]``) to require the panel officer role."""
-    return Officer()
+    """The agenda pages are the panel chair's: the CSU (or an admin)."""
+    principal = await require_roles(Role.CSU, Role.ADMIN)(request)
+    return Officer(name=principal.subject)
 
 
 class ApiUnavailable(Exception):
     """The service's own API did not answer as documented."""
 
 
-async def _get_json(app: FastAPI, path: str) -> Any:
+async def _get_json(app: FastAPI, path: str, credentials: dict[str, str] | None = None) -> Any:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://panels.internal") as client:
-        response = await client.get(path, headers={"accept": "application/json"})
+        response = await client.get(path, headers={"accept": "application/json", **(credentials or {})})
     if response.status_code != 200:
         raise ApiUnavailable(f"GET {path}: HTTP {response.status_code}")
     return response.json()
@@ -88,15 +88,19 @@ def install(app: FastAPI, settings: PanelsSettings) -> None:
     router = APIRouter(prefix="/officer", dependencies=[Depends(officer_on_duty)], include_in_schema=False)
 
     @router.get("/agendas", response_class=HTMLResponse)
-    async def next_agendas() -> HTMLResponse:
+    async def next_agendas(request: Request) -> HTMLResponse:
         """The next CCP and VCSP meetings' agendas, in priority order, with each referral's pack summary."""
         agendas = []
         problem = None
+        # The API answers as the officer: same credential, same views, same audit trail.
+        credentials = {k: v for k, v in request.headers.items() if k in ("authorization", "x-api-key")}
         try:
             for panel in PANELS_SHOWN:
-                agenda = await _get_json(app, f"/v1/panels/{panel.value}/meetings/next/agenda?format=json")
+                agenda = await _get_json(app, f"/v1/panels/{panel.value}/meetings/next/agenda?format=json", credentials)
                 for item in agenda["items"]:
-                    item["pack"] = pack_summary(await _get_json(app, f"/v1/referrals/{item['referral_id']}"))
+                    item["pack"] = pack_summary(
+                        await _get_json(app, f"/v1/referrals/{item['referral_id']}", credentials)
+                    )
                 agendas.append(agenda)
         except ApiUnavailable as exc:
             problem = f"The agendas could not be built just now ({exc}). Try again shortly."

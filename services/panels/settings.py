@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.contracts import PartnerAgency
+from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
 
 
@@ -67,3 +68,4 @@ class PanelsSettings(ServiceSettings):
     clock_fixed_at: AwareDatetime | None = Field(
         default=None, description="Fix the service's clock at this instant (demos and tests only); unset: real time"
     )
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)

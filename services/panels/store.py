@@ -7,11 +7,13 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, ForeignKey, Integer, String, Text, UniqueConstraint, Uuid, select
+from sqlalchemy import JSON, Date, ForeignKey, Integer, String, Text, UniqueConstraint, Uuid, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from shared.contracts import ErasureRequested
 from shared.db import Base
+from shared.retention import rowcount
 
 
 class ReferralStatus:
@@ -206,3 +208,98 @@ async def history(session: AsyncSession, referral_id: uuid.UUID) -> list[Referra
         select(ReferralHistory).where(ReferralHistory.referral_id == referral_id).order_by(ReferralHistory.id)
     )
     return list(rows.scalars())
+
+
+# -- retention and erasure (issue #8) ---------------------------------------------------------
+
+
+async def _delete_referrals(session: AsyncSession, ids: list[uuid.UUID]) -> dict[str, int]:
+    counts = {"panel_referral_incidents": 0, "panel_actions": 0, "referral_history": 0, "panel_referrals": 0}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        # Children first: the store enforces foreign keys.
+        counts["panel_referral_incidents"] += rowcount(
+            await session.execute(delete(ReferralIncident).where(ReferralIncident.referral_id.in_(chunk)))
+        )
+        counts["panel_actions"] += rowcount(
+            await session.execute(delete(PanelActionRow).where(PanelActionRow.referral_id.in_(chunk)))
+        )
+        counts["referral_history"] += rowcount(
+            await session.execute(delete(ReferralHistory).where(ReferralHistory.referral_id.in_(chunk)))
+        )
+        counts["panel_referrals"] += rowcount(
+            await session.execute(delete(PanelReferral).where(PanelReferral.referral_id.in_(chunk)))
+        )
+    return counts
+
+
+async def erase(session: AsyncSession, request: ErasureRequested) -> dict[str, int]:
+    """Delete the person's referrals (with their incidents, actions and history), the incidents on
+    record about them, and the tenant's details on their tenancies."""
+    key, ids = request.person_key, set(request.incident_ids)
+    incidents = list(
+        (
+            await session.execute(
+                select(IncidentOnRecord).where(
+                    or_(IncidentOnRecord.victim_key == key, IncidentOnRecord.incident_id.in_(ids))
+                )
+            )
+        ).scalars()
+    )
+    ids |= {i.incident_id for i in incidents}
+    tenancies = {i.tenancy_ref for i in incidents if i.tenancy_ref} | set(request.tenancy_refs)
+    referral_ids = set(
+        (await session.execute(select(PanelReferral.referral_id).where(PanelReferral.person_key == key))).scalars()
+    )
+    # A referral made about one of the person's incidents (e.g. on a tenancy key) is about them too.
+    referral_ids |= set(
+        (
+            await session.execute(select(ReferralIncident.referral_id).where(ReferralIncident.incident_id.in_(ids)))
+        ).scalars()
+    )
+    referred = list(
+        (await session.execute(select(PanelReferral).where(PanelReferral.referral_id.in_(referral_ids)))).scalars()
+    )
+    tenancies |= {r.tenancy_ref for r in referred if r.tenancy_ref}
+    counts = await _delete_referrals(session, sorted(referral_ids))
+    counts["panel_incidents"] = rowcount(
+        await session.execute(delete(IncidentOnRecord).where(IncidentOnRecord.incident_id.in_(ids)))
+    )
+    anonymised = 0
+    rows = await session.execute(select(TenancyRow).where(TenancyRow.tenancy_ref.in_(tenancies)))
+    for tenancy in rows.scalars():
+        if tenancy.tenant is not None:
+            tenancy.tenant = None
+            anonymised += 1
+    counts["panel_tenancies"] = anonymised
+    return counts
+
+
+async def purge(session: AsyncSession, cut_off: datetime) -> dict[str, int]:
+    """Delete referrals closed before ``cut_off``, incidents on record reported before it and no
+    longer attached to an open referral, and tenancies not updated since."""
+    closed = list(
+        (
+            await session.execute(
+                select(PanelReferral.referral_id).where(
+                    PanelReferral.status == ReferralStatus.CLOSED, PanelReferral.closed_at < cut_off
+                )
+            )
+        ).scalars()
+    )
+    counts = await _delete_referrals(session, closed)
+    attached = select(ReferralIncident.incident_id)
+    counts["panel_incidents"] = rowcount(
+        await session.execute(
+            delete(IncidentOnRecord).where(
+                IncidentOnRecord.reported_at < cut_off, IncidentOnRecord.incident_id.not_in(attached)
+            )
+        )
+    )
+    open_tenancies = select(PanelReferral.tenancy_ref).where(PanelReferral.tenancy_ref.is_not(None))
+    counts["panel_tenancies"] = rowcount(
+        await session.execute(
+            delete(TenancyRow).where(TenancyRow.updated_at < cut_off, TenancyRow.tenancy_ref.not_in(open_tenancies))
+        )
+    )
+    return counts

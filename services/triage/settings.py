@@ -7,6 +7,7 @@ Lists and mappings are given as JSON in the environment, e.g.
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.retention import RetentionSettings
 from shared.settings import ServiceSettings
 
 # The documented question set (see services.triage.domain): weights a partnership may retune.
@@ -97,6 +98,8 @@ class TriageSettings(ServiceSettings):
     cross_border_offenders: list[str] = Field(
         default_factory=list, description="Named offenders active in both town centres (matched in the description)"
     )
+
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @field_validator("vulnerability_weights")
     @classmethod

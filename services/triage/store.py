@@ -9,12 +9,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, UniqueConstraint, Uuid, or_, select
+from sqlalchemy import JSON, Boolean, Index, Integer, String, UniqueConstraint, Uuid, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.triage import domain
+from shared.contracts import ErasureRequested
 from shared.db import Base
+from shared.retention import rowcount
 
 
 class TriagedIncident(Base):
@@ -180,3 +182,55 @@ def add_triaged(session: AsyncSession, accepted: dict[str, Any], triaged: domain
         )
     )
     session.add(AcceptedLog(incident_id=facts.incident_id, accepted=accepted))
+
+
+async def _delete_incidents(session: AsyncSession, ids: list[uuid.UUID]) -> dict[str, int]:
+    counts = {"triaged_incidents": 0, "triage_accepted_log": 0, "case_review_notices": 0}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        counts["triaged_incidents"] += rowcount(
+            await session.execute(delete(TriagedIncident).where(TriagedIncident.incident_id.in_(chunk)))
+        )
+        counts["triage_accepted_log"] += rowcount(
+            await session.execute(delete(AcceptedLog).where(AcceptedLog.incident_id.in_(chunk)))
+        )
+        counts["case_review_notices"] += rowcount(
+            await session.execute(delete(CaseReviewNoticeRecord).where(CaseReviewNoticeRecord.incident_id.in_(chunk)))
+        )
+    return counts
+
+
+async def erase(session: AsyncSession, request: ErasureRequested) -> dict[str, int]:
+    """Delete the person's incidents (as victim, or named by intake), their place in the accepted log
+    and the Case Review notices about them."""
+    ids = set(request.incident_ids)
+    ids |= set(
+        (
+            await session.execute(
+                select(TriagedIncident.incident_id).where(TriagedIncident.victim_key == request.person_key)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    counts = await _delete_incidents(session, sorted(ids))
+    counts["case_review_notices"] += rowcount(
+        await session.execute(
+            delete(CaseReviewNoticeRecord).where(CaseReviewNoticeRecord.notice_key == request.person_key)
+        )
+    )
+    return counts
+
+
+async def purge(session: AsyncSession, cut_off: datetime) -> dict[str, int]:
+    """Delete incidents triaged before ``cut_off`` (past retention), with their log and notices."""
+    ids = list(
+        (
+            await session.execute(select(TriagedIncident.incident_id).where(TriagedIncident.triaged_at < cut_off))
+        ).scalars()
+    )
+    counts = await _delete_incidents(session, ids)
+    counts["case_review_notices"] += rowcount(
+        await session.execute(delete(CaseReviewNoticeRecord).where(CaseReviewNoticeRecord.raised_at < cut_off))
+    )
+    return counts

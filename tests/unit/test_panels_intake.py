@@ -65,7 +65,7 @@ class Intake:
 
     async def ingress(self, ce_type: str, body: bytes, ce_id: str) -> None:
         headers = {"ce_id": ce_id, "ce_source": "/partners/test", "ce_type": ce_type, "ce_specversion": "1.0"}
-        (consumer,) = self.runtime.consumers
+        (consumer,) = [c for c in self.runtime.consumers if c.name == f"intake:{topics.PARTNER_REPORTS}"]
         await consumer(Received(topics.PARTNER_REPORTS, 0, 0, None, headers, body))
 
 
