@@ -31,6 +31,18 @@ class MeetingSchedule(BaseModel):
         return self
 
 
+class ComplexCasePanelSchedule(MeetingSchedule):
+    """Defaults for the CCP, so one field (e.g. ``PANELS_CCP__CUT_OFF_DAYS``) can be set alone."""
+
+    kind: Literal["monthly", "every-n-days"] = "monthly"
+
+
+class SafeguardingPanelSchedule(MeetingSchedule):
+    """Defaults for the VCSP, so one field can be set alone."""
+
+    kind: Literal["monthly", "every-n-days"] = "every-n-days"
+
+
 DEFAULT_AGENCY_CONTACTS: dict[PartnerAgency, str] = {
     PartnerAgency.POLICE: "asb-partnership@police.example.gov.uk",
     PartnerAgency.HOUSING: "tenancy-services@council.example.gov.uk",
@@ -50,14 +62,12 @@ class PanelsSettings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///var/panels.db"
     http_port: int = 8004
     timezone: str = Field(default="Europe/London", description="Meeting and due dates are dates here")
-    ccp: MeetingSchedule = Field(
-        default_factory=lambda: MeetingSchedule(kind="monthly", weekday=1, week_of_month=2, cut_off_days=5),
+    ccp: ComplexCasePanelSchedule = Field(
+        default_factory=ComplexCasePanelSchedule,
         description="Complex Case Panel: monthly, the second Tuesday",
     )
-    vcsp: MeetingSchedule = Field(
-        default_factory=lambda: MeetingSchedule(
-            kind="every-n-days", interval_days=14, anchor=date(2026, 1, 6), cut_off_days=5
-        ),
+    vcsp: SafeguardingPanelSchedule = Field(
+        default_factory=SafeguardingPanelSchedule,
         description="Vulnerability and Contextual Safeguarding Panel: fortnightly from the anchor date",
     )
     agency_contacts: dict[PartnerAgency, str] = Field(
