@@ -13,6 +13,7 @@ tests that need it instead of falling back: in CI the containerised path runs or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -167,6 +168,25 @@ async def _kafka_answers(bootstrap: str) -> bool:
         await admin.close()
 
 
+def start_container(container: Any, attempts: int = 3) -> None:
+    """Start a test container, retrying a start the engine fails (Podman here sometimes answers
+    "write child: broken pipe" under load): the half-made container is removed first."""
+    from docker.errors import APIError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            container.start()
+            return
+        except APIError:
+            if attempt == attempts:
+                raise
+            name = getattr(container, "_name", None)
+            if name:
+                with contextlib.suppress(Exception):
+                    container.get_docker_client().client.containers.get(name).remove(force=True)
+            time.sleep(2 * attempt)
+
+
 class KafkaContainer:
     """A single-node KRaft broker in a container (our image or apache/kafka: same env), reachable
     from this machine at 127.0.0.1:<port>: it listens and advertises on the same port it is
@@ -201,7 +221,7 @@ class KafkaContainer:
         self.container.ports[str(self.port)] = ("127.0.0.1", self.port)  # type: ignore[assignment]
 
     def start(self, timeout: float = 120.0) -> str:
-        self.container.start()
+        start_container(self.container)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if asyncio.run(_kafka_answers(self.bootstrap_servers)):
@@ -238,7 +258,7 @@ class PostgresContainer:
         self.container.ports["5432"] = ("127.0.0.1", self.port)  # type: ignore[assignment]
 
     def start(self, timeout: float = 90.0) -> str:
-        self.container.start()
+        start_container(self.container)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if asyncio.run(_postgres_answers(self.url)):
