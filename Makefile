@@ -9,7 +9,7 @@ KUSTOMIZE_VERSION := v5.7.1
 KUSTOMIZE := $(CACHE)/bin/kustomize-$(KUSTOMIZE_VERSION)
 export KUSTOMIZE
 
-.PHONY: bench run demo test test-unit test-e2e lint kafka-start kafka-stop kafka-status clean help \
+.PHONY: faults bench run demo test test-unit test-e2e lint kafka-start kafka-stop kafka-status clean help \
 	podman images containers kustomize compose-up compose-down schemas
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make containers install Podman (root), serve its Docker API, build the localhost/dcsp-* images"
 	@echo "make compose-up | compose-down   docker-compose.yml under Podman with the local images"
 	@echo "make schemas    regenerate shared/schemas (event JSON Schemas, AsyncAPI per service)"
+	@echo "make faults     fault injection: 20 kills over 10,000 reports, broker restart, leader kill in a 3-broker cluster, gateway outage; exit 1 on any violation"
 	@echo "make bench      end-to-end benchmark against a bare Kafka relay (not part of make test)"
 
 $(STAMP): pyproject.toml
@@ -49,13 +50,17 @@ test-unit: $(STAMP)
 test-e2e: $(STAMP)
 	$(PY) -m pytest tests/e2e
 
+faults: $(STAMP)
+	deploy/kafka/kafka.sh fetch
+	$(PY) -m faults.run
+
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	deploy/kafka/kafka.sh fetch
 	$(PY) -m bench.run
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check services shared demo tests ops bench
+	$(VENV)/bin/ruff check services shared demo tests ops bench faults
 	$(VENV)/bin/mypy services shared ops
 
 podman:

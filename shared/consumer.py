@@ -86,6 +86,12 @@ Handle = Callable[[AsyncSession, Received], Awaitable[Sequence[Event]]]
 
 DEAD_LETTER_CLAIM = "dead-letter|"
 
+# A dead letter carries the body twice (as text and as base64) beside the original headers, and
+# must fit in one Kafka record (1 MiB by default): an outbox row the broker refuses would stop the
+# relay, and every event behind it, for good. Bodies above this are cut to it; the whole message
+# stays at its original topic/partition/offset.
+DEAD_LETTER_BODY_LIMIT = 128 * 1024
+
 
 def _is_infrastructure(exc: BaseException | None) -> bool:
     return isinstance(exc, INFRASTRUCTURE_ERRORS)
@@ -225,6 +231,13 @@ class ReliableConsumer:
         return "processed"
 
     async def _dead_letter(self, received: Received, exc: Exception, attempts: int) -> None:
+        body, error = received.body, describe_error(exc)
+        if len(body) > DEAD_LETTER_BODY_LIMIT:
+            error += (
+                f" [dead letter keeps the first {DEAD_LETTER_BODY_LIMIT} of {len(body)} bytes of the body;"
+                f" the whole message is at {received.topic}/{received.partition}/{received.offset}]"
+            )
+            body = body[:DEAD_LETTER_BODY_LIMIT]
         letter = DeadLetter(
             service=self.service,
             original_topic=received.topic,
@@ -232,10 +245,10 @@ class ReliableConsumer:
             offset=received.offset,
             key=received.key.decode("utf-8", errors="replace") if received.key else None,
             headers=received.headers,
-            body=received.body.decode("utf-8", errors="replace"),
-            body_base64=base64.b64encode(received.body).decode(),
+            body=body.decode("utf-8", errors="replace"),
+            body_base64=base64.b64encode(body).decode(),
             error_type=type(exc).__name__,
-            error=describe_error(exc),
+            error=error,
             attempts=attempts,
             failed_at=datetime.now(UTC),
         )

@@ -64,7 +64,9 @@ service() {
   command -v podman >/dev/null || { log "podman not installed: run $0 install"; exit 1; }
   mkdir -p "$(dirname "$socket")" /var/log/dcsp
   log "starting the Docker-compatible API on unix://$socket"
-  nohup podman system service --time=0 "unix://$socket" >/var/log/dcsp/podman-service.log 2>&1 </dev/null &
+  # From / : conmon inherits the service's working directory, and a service started inside a
+  # checkout that is later deleted fails every container start ("Failed to get working directory").
+  (cd / && nohup podman system service --time=0 "unix://$socket" >/var/log/dcsp/podman-service.log 2>&1 </dev/null &)
   for _ in $(seq 1 50); do answers && { log "API answers"; return 0; }; sleep 0.2; done
   log "the podman API did not answer; see /var/log/dcsp/podman-service.log"; exit 1
 }
