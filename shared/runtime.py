@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import metrics, security, topics, tracing
@@ -86,6 +87,7 @@ class ServiceRuntime:
         self.api.add_api_route("/health", self._health, methods=["GET"], tags=["ops"])
         self.api.add_api_route("/ready", self._ready, methods=["GET"], tags=["ops"])
         self.api.add_api_route("/metrics", self._metrics, methods=["GET"], tags=["ops"], include_in_schema=False)
+        self.api.add_api_route("/asyncapi", self._asyncapi, methods=["GET"], tags=["ops"], include_in_schema=False)
         self.api.middleware("http")(_trace_http)
         # Security seams (issue #8): who is calling (routes declare what they need), and a cap on
         # request bodies. /health, /ready and /metrics need no credential.
@@ -228,6 +230,12 @@ class ServiceRuntime:
                             max(0, high - position)
                         )
             await asyncio.sleep(5)
+
+    async def _asyncapi(self) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document of this service's topics, as it runs (its own topic names)."""
+        spec = AsyncAPI(self.broker, title=f"dcsp {self.name}", version="1")
+        document: dict[str, Any] = spec.to_specification().to_jsonable()
+        return document
 
     async def _metrics(self) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -397,7 +397,9 @@ def project(doc: Any, spec: FieldSpec | bool) -> Any:
 # ---------------------------------------------------------------------------
 
 # No personal data behind these: liveness, readiness, Prometheus metrics and the API description.
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/asyncapi"}
+)
 
 
 class AuthenticationGate:

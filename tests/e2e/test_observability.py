@@ -95,3 +95,14 @@ def test_metrics_move_and_one_trace_crosses_all_four_services(pipeline: Pipeline
         return None if missing else list(SERVICES)
 
     wait_for(traced_everywhere, 30, f"trace {trace_id} in the logs of {', '.join(SERVICES)}")
+
+
+def test_each_service_serves_its_asyncapi_document(pipeline: Pipeline) -> None:
+    for service in SERVICES:
+        document = httpx.get(pipeline.url(service) + "/asyncapi", timeout=10).json()
+        assert document["asyncapi"].startswith("3."), service
+        addresses = {channel["address"] for channel in document["channels"].values()}
+        # The service's own topic names, with this deployment's prefix.
+        assert all(a.startswith(pipeline.namespace) for a in addresses), (service, addresses)
+    intake = httpx.get(pipeline.url("intake") + "/asyncapi", timeout=10).json()
+    assert any(c["address"].endswith("dcsp.partner-reports.v1") for c in intake["channels"].values())
