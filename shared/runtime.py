@@ -31,6 +31,9 @@ from shared.settings import ServiceSettings
 log = get_logger(__name__)
 
 
+STOP_TIMEOUT_SECONDS = 10.0
+
+
 async def _trace_http(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     """Continue the caller's W3C trace (or start one) for the request, and say which in the reply."""
     with tracing.continue_trace(request.headers.get(tracing.HEADER)) as ctx:
@@ -192,12 +195,18 @@ class ServiceRuntime:
         log.info("service started", http_port=self.settings.http_port)
 
     async def stop(self) -> None:
+        """Stop the relay and workers first (so nothing publishes on a closed producer), then the
+        subscribers, then the store. A task that ignores its cancellation is reported, not awaited
+        for ever: everything it had not committed is redone from the outbox or redelivered."""
         self.started = False
-        await self.broker.stop()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
+            if pending:
+                log.warning("background tasks did not stop in time", tasks=[t.get_name() for t in pending])
         self._tasks = []
+        await self.broker.stop()
         await self.engine.dispose()
         log.info("service stopped")
 
