@@ -19,6 +19,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import exc as sa_exc
 
 from shared import metrics, security, topics, tracing
 from shared.consumer import Handle, Received, ReliableConsumer
@@ -32,6 +33,20 @@ log = get_logger(__name__)
 
 
 STOP_TIMEOUT_SECONDS = 10.0
+
+
+async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """A store that is locked or unreachable is the service's problem, not the caller's: 503 and
+    a hint to retry (with the same idempotency key, nothing is stored twice)."""
+    log.warning("store unavailable for a request", error_type=type(exc).__name__)
+    return JSONResponse(
+        status_code=503,
+        headers={"Retry-After": "1"},
+        content={
+            "error": "store unavailable",
+            "errors": [{"field": "(store)", "reason": "the service's store is busy or unreachable; retry shortly"}],
+        },
+    )
 
 
 async def _trace_http(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -97,6 +112,8 @@ class ServiceRuntime:
         self.auth = security.Authenticator.from_settings(settings)
         self.api.state.authenticator = self.auth
         self.api.add_exception_handler(security.Denied, security.denied_handler)
+        self.api.add_exception_handler(sa_exc.OperationalError, _store_unavailable)
+        self.api.add_exception_handler(sa_exc.InterfaceError, _store_unavailable)
         self.api.add_middleware(security.AuthenticationGate, authenticator=self.auth)
         self.api.add_middleware(security.RequestSizeLimit, max_bytes=settings.max_request_bytes)
         self._subscribers: list[tuple[str, Any]] = []
