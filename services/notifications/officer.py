@@ -29,9 +29,10 @@ from shared import audit
 from shared.clock import Clock
 from shared.runtime import ServiceRuntime
 from shared.security import Principal, require_roles
+from shared.templates import SHARED_TEMPLATES
 
 _templates = Environment(
-    loader=FileSystemLoader(briefing.TEMPLATES),
+    loader=FileSystemLoader([briefing.TEMPLATES, SHARED_TEMPLATES]),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
     undefined=StrictUndefined,
     trim_blocks=True,

@@ -19,11 +19,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from services.panels.settings import PanelsSettings
 from shared.contracts import Panel
 from shared.security import Role, require_roles
+from shared.templates import SHARED_TEMPLATES
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 _templates = Environment(
-    loader=FileSystemLoader(TEMPLATES),
+    loader=FileSystemLoader([TEMPLATES, SHARED_TEMPLATES]),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
     undefined=StrictUndefined,
     trim_blocks=True,
