@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, event, text
+from sqlalchemy import DateTime, Table, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -38,6 +38,11 @@ class Base(DeclarativeBase):
     """Declarative base; each service declares its own tables on it and creates only those it imports."""
 
     type_annotation_map = {datetime: UTCDateTime}
+
+
+def table_of(model: type[Base]) -> Table:
+    """A mapped class's table, for Core statements on hot paths (no ORM unit of work)."""
+    return cast(Table, model.__table__)
 
 
 def async_url(url: str) -> str:

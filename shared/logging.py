@@ -14,6 +14,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 import structlog
 
 REDACTED = "[redacted]"
@@ -102,6 +103,10 @@ def redact_personal_data(_logger: Any, _method: str, event_dict: Any) -> Any:
     return {k: _scrub(v, str(k)) if k != "timestamp" else v for k, v in event_dict.items()}
 
 
+def _dumps(obj: Any, **_kw: Any) -> str:
+    return orjson.dumps(obj, default=str).decode()
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """One JSON object per line; stdlib loggers (uvicorn, aiokafka, faststream) go the same way."""
     shared_processors: list[Any] = [
@@ -122,7 +127,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             redact_personal_data,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_dumps),
         ],
     )
     handler = logging.StreamHandler(sys.stdout)

@@ -6,17 +6,19 @@ drop (see ``shared.idempotency``)."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, LargeBinary, String, func, select, text, update
+from sqlalchemy import JSON, Index, Integer, LargeBinary, String, func, insert, select, text, update
+from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared import metrics, tracing
 from shared.contracts import Event
-from shared.db import Base
+from shared.db import Base, table_of
 from shared.envelope import encode_body, new_envelope
 from shared.logging import get_logger
 from shared.topics import resolve
@@ -43,28 +45,52 @@ class OutboxRecord(Base):
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
-def add_events(session: AsyncSession, source: str, events: Sequence[Event]) -> list[str]:
-    """Stage events for publication in the caller's transaction; returns their event ids."""
+_TABLE = table_of(OutboxRecord)
+_PENDING = "dcsp.outbox.pending"
+
+
+def add_events(session: AsyncSession | Session, source: str, events: Sequence[Event]) -> list[str]:
+    """Stage events for publication in the caller's transaction; returns their event ids.
+
+    The rows are kept on the session and written in one statement when its transaction commits
+    (inside that transaction, before the commit itself), in the order they were staged; a
+    rollback drops them with everything else.
+    """
     now = datetime.now(UTC)
     ids = []
+    sync_session = session.sync_session if isinstance(session, AsyncSession) else session
+    pending: list[dict[str, Any]] = sync_session.info.setdefault(_PENDING, [])
     for event in events:
         envelope = new_envelope(event, source, now=now)
         headers = envelope.headers()
         traceparent = tracing.outgoing()
         if traceparent:
             headers[tracing.HEADER] = traceparent
-        session.add(
-            OutboxRecord(
-                event_id=envelope.id,
-                topic=event.TOPIC,
-                key=envelope.subject,
-                headers=headers,
-                body=encode_body(event),
-                created_at=now,
-            )
+        pending.append(
+            {
+                "event_id": envelope.id,
+                "topic": event.TOPIC,
+                "key": envelope.subject,
+                "headers": headers,
+                "body": encode_body(event),
+                "created_at": now,
+            }
         )
         ids.append(envelope.id)
     return ids
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_staged_events(session: Session) -> None:
+    rows = session.info.pop(_PENDING, None)
+    if rows:
+        # Core executemany, not ORM objects: a consumer's batch stages hundreds of rows at a time.
+        session.connection().execute(insert(_TABLE), rows)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _drop_staged_events(session: Session, _previous: Any) -> None:
+    session.info.pop(_PENDING, None)
 
 
 class OutboxRelay:
@@ -100,19 +126,16 @@ class OutboxRelay:
 
     async def drain_once(self) -> int:
         """Publish one batch; returns how many rows were published."""
+        t = _TABLE.c
         async with self._sessions() as session:
             rows = (
-                (
-                    await session.execute(
-                        select(OutboxRecord)
-                        .where(OutboxRecord.sent_at.is_(None))
-                        .order_by(OutboxRecord.id)
-                        .limit(self._batch_size)
-                    )
+                await session.execute(
+                    select(t.id, t.topic, t.key, t.headers, t.body)
+                    .where(t.sent_at.is_(None))
+                    .order_by(t.id)
+                    .limit(self._batch_size)
                 )
-                .scalars()
-                .all()
-            )
+            ).all()
         if not rows:
             return 0
         # Sends are queued in id order before any is awaited, so per-key order holds.
@@ -128,13 +151,11 @@ class OutboxRelay:
         await asyncio.gather(*pending)
         async with self._sessions.begin() as session:
             await session.execute(
-                update(OutboxRecord)
-                .where(OutboxRecord.id.in_([row.id for row in rows]))
-                .values(sent_at=datetime.now(UTC))
+                update(_TABLE).where(t.id.in_([row.id for row in rows])).values(sent_at=datetime.now(UTC))
             )
         self.published += len(rows)
-        for row in rows:
-            metrics.PRODUCED.labels(self._service, row.topic).inc()
+        for topic, n in Counter(row.topic for row in rows).items():
+            metrics.PRODUCED.labels(self._service, topic).inc(n)
         return len(rows)
 
     async def run(self) -> None:
