@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-import orjson
 from pydantic import BaseModel
 
 from shared.contracts import Event
@@ -58,7 +57,7 @@ def new_envelope(event: Event, source: str, *, event_id: str | None = None, now:
 
 
 def encode_body(payload: BaseModel) -> bytes:
-    return orjson.dumps(payload.model_dump(mode="json"))
+    return payload.model_dump_json().encode()
 
 
 def header_dict(raw: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:

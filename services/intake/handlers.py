@@ -72,8 +72,7 @@ async def accept_report(
         accepted_at=event.accepted_at,
         event=event.model_dump(mode="json"),
     )
-    session.add(record)
-    await session.flush()
+    await store.add_report(session, record)
     return Acceptance(record, created=True), [event]
 
 
@@ -202,7 +201,11 @@ async def on_partner_report(session: AsyncSession, received: Received) -> list[E
     envelope = read_envelope(received.headers)
     if envelope.type == ReportReceived.CE_TYPE:
         _envelope, message = decode_event(ReportReceived, received.headers, received.body)
-        report = ReportDetails.model_validate(message.model_dump())
+        # Already validated as ReportReceived, whose fields are a report's: no second validation.
+        report = ReportDetails.model_construct(
+            _fields_set=message.model_fields_set,
+            **{name: getattr(message, name) for name in ReportDetails.model_fields},
+        )
         _acceptance, events = await accept_report(session, report, Channel.KAFKA)
         return events
     if envelope.type == PanelReferralRequested.CE_TYPE:

@@ -8,11 +8,25 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, Text, UniqueConstraint, Uuid, cast, delete, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    bindparam,
+    cast,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.db import Base
+from shared.db import Base, table_of
 
 
 class AcceptedReport(Base):
@@ -67,14 +81,24 @@ TABLES = [AcceptedReport.__table__, AcceptedPartnerEvent.__table__, ErasureReque
 ERASED = "erased"
 
 
+_REPORTS = table_of(AcceptedReport)
+# Built once: the ingress consumer runs this for every report, and building an ORM query costs
+# more than running it.
+_FIND_BY_KEY = select(_REPORTS).where(
+    _REPORTS.c.partner == bindparam("partner"), _REPORTS.c.idempotency_key == bindparam("idempotency_key")
+)
+_INSERT_REPORT = insert(_REPORTS)
+
+
 async def find_by_key(session: AsyncSession, partner: str, idempotency_key: str) -> AcceptedReport | None:
-    return (
-        await session.execute(
-            select(AcceptedReport).where(
-                AcceptedReport.partner == partner, AcceptedReport.idempotency_key == idempotency_key
-            )
-        )
-    ).scalar_one_or_none()
+    """The report this partner accepted under this key, if any (a detached record)."""
+    row = (await session.execute(_FIND_BY_KEY, {"partner": partner, "idempotency_key": idempotency_key})).one_or_none()
+    return AcceptedReport(**row._mapping) if row is not None else None
+
+
+async def add_report(session: AsyncSession, record: AcceptedReport) -> None:
+    """Store an accepted report now (a reused key fails here, with IntegrityError)."""
+    await session.execute(_INSERT_REPORT, {c.key: getattr(record, c.key) for c in _REPORTS.columns})
 
 
 async def get(session: AsyncSession, incident_id: uuid.UUID) -> AcceptedReport | None:
