@@ -4,12 +4,37 @@ incidents and tenancies on record, action plans, and every change to a referral 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Date, ForeignKey, Integer, String, Text, UniqueConstraint, Uuid, delete, or_, select
+from sqlalchemy import (
+    JSON,
+    Date,
+    ForeignKey,
+    Insert,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.contracts import ErasureRequested
 from shared.db import Base
@@ -127,12 +152,217 @@ TABLES = [
 ]
 
 
-async def open_referral(session: AsyncSession, panel: str, person_key: str) -> PanelReferral | None:
-    return (
-        await session.execute(
-            select(PanelReferral).where(PanelReferral.panel == panel, PanelReferral.open_key == person_key)
-        )
-    ).scalar_one_or_none()
+# -- the consumers' statements: SQLAlchemy Core on the mapped tables ---------------------------
+# A consumer handles hundreds of messages in one transaction; the ORM's identity map, unit of work
+# and instance loading cost more than the statements themselves. So the consumers read and write
+# with Core, on the same session and transaction, with statements built once (bound parameters).
+# The API keeps the ORM: one request, a few rows.
+
+_REFERRALS = cast(Table, PanelReferral.__table__)
+_REFERRAL_INCIDENTS = cast(Table, ReferralIncident.__table__)
+_INCIDENTS = cast(Table, IncidentOnRecord.__table__)
+_TENANCIES = cast(Table, TenancyRow.__table__)
+_HISTORY = cast(Table, ReferralHistory.__table__)
+
+# A row of a Core select, its columns read by name.
+AnyRow = Row[*tuple[Any, ...]]
+
+_r, _ri, _i, _t, _h = _REFERRALS.c, _REFERRAL_INCIDENTS.c, _INCIDENTS.c, _TENANCIES.c, _HISTORY.c
+
+# What the consumers read of an open referral (and may change).
+_OPEN_REFERRAL = select(
+    _r.referral_id,
+    _r.reasons,
+    _r.referring_partner,
+    _r.consent_given,
+    _r.requested_people,
+    _r.risk_tier,
+    _r.vulnerability_score,
+).where(_r.panel == bindparam("panel"), _r.open_key == bindparam("person_key"))
+_INSERT_REFERRAL = insert(_REFERRALS)
+# SET comes from the parameters given: only the columns that changed.
+_UPDATE_REFERRAL = update(_REFERRALS).where(_r.referral_id == bindparam("where_referral_id"))
+_IS_ATTACHED = select(_ri.incident_id).where(
+    _ri.referral_id == bindparam("referral_id"), _ri.incident_id == bindparam("incident_id")
+)
+_ATTACHED = select(_ri.incident_id).where(_ri.referral_id == bindparam("referral_id"))
+_ATTACH = insert(_REFERRAL_INCIDENTS)
+_ADD_HISTORY = insert(_HISTORY)
+_PARTNER_REQUESTS = (
+    select(_h.detail)
+    .where(_h.referral_id == bindparam("referral_id"), _h.event_type == "partner-request")
+    .order_by(_h.id)
+)
+# Each incident on record as the referral rules use it, without loading (or validating) the whole event.
+_INCIDENT_RISK = select(
+    _i.incident_id,
+    _i.tenancy_ref,
+    _i.tenant_role,
+    _i.event[("classification", "risk_tier")].as_string().label("risk_tier"),
+    _i.event[("classification", "vulnerability_score")].as_integer().label("vulnerability_score"),
+)
+_INCIDENT_RISKS_BY_ID = _INCIDENT_RISK.where(_i.incident_id.in_(bindparam("incident_ids", expanding=True)))
+_TENANCY_INCIDENT_RISKS = _INCIDENT_RISK.where(_i.tenancy_ref == bindparam("tenancy_ref")).order_by(
+    _i.reported_at, _i.incident_id
+)
+_TENANCY = select(_TENANCIES).where(_t.tenancy_ref == bindparam("tenancy_ref"))
+_INSERT_TENANCY = insert(_TENANCIES)
+_UPDATE_TENANCY = update(_TENANCIES).where(_t.tenancy_ref == bindparam("where_tenancy_ref"))
+
+
+class EncodedJSON(TypeDecorator[Any]):
+    """A JSON column's value given already encoded as JSON text (pydantic's ``model_dump_json``, in
+    Rust): bound as it is, where the column's own type would ``json.dumps`` a dict. Each driver gets
+    the text it would have got anyway."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+_ENCODED_EVENT = {"event": bindparam("event", type_=EncodedJSON())}
+# The first record of an incident wins: a republished or re-triaged incident leaves it as it is.
+_KEEP_FIRST: dict[str, Insert] = {
+    "sqlite": sqlite_insert(_INCIDENTS).values(_ENCODED_EVENT).on_conflict_do_nothing(),
+    "postgresql": pg_insert(_INCIDENTS).values(_ENCODED_EVENT).on_conflict_do_nothing(),
+}
+_INCIDENT_EXISTS = select(_i.incident_id).where(_i.incident_id == bindparam("incident_id"))
+_INSERT_INCIDENT = insert(_INCIDENTS).values(_ENCODED_EVENT)
+
+# Rows a consumer stages on its session (incidents on record, attachments, history): written in
+# one statement per table, in the order staged, before anything reads those tables and at the
+# latest when the transaction commits. Referrals and tenancies, which the rules read back at once,
+# are written straight away; staged rows only ever point at referrals already written.
+_STAGED = "dcsp.panels.staged"
+
+
+@dataclass
+class _Staged:
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _staged(session: Session) -> _Staged:
+    staged = session.info.get(_STAGED)
+    if staged is None:
+        staged = session.info[_STAGED] = _Staged()
+    return cast(_Staged, staged)
+
+
+def write_staged(session: Session) -> None:
+    """Write the rows staged on the session (a no-op when there are none)."""
+    staged: _Staged | None = session.info.pop(_STAGED, None)
+    if staged is None:
+        return
+    connection = session.connection()
+    if staged.incidents:
+        stmt = _KEEP_FIRST.get(connection.dialect.name)
+        if stmt is not None:
+            connection.execute(stmt, staged.incidents)
+        else:
+            for values in staged.incidents:
+                if connection.execute(_INCIDENT_EXISTS, {"incident_id": values["incident_id"]}).first() is None:
+                    connection.execute(_INSERT_INCIDENT, values)
+    if staged.attachments:
+        connection.execute(_ATTACH, staged.attachments)
+    if staged.history:
+        connection.execute(_ADD_HISTORY, staged.history)
+
+
+async def write_staged_async(session: AsyncSession) -> None:
+    """``write_staged`` for an async session (e.g. before an ORM read in the same transaction)."""
+    if session.info.get(_STAGED) is not None:
+        await session.run_sync(write_staged)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_staged_at_commit(session: Session) -> None:
+    write_staged(session)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _drop_staged(session: Session, _previous: Any) -> None:
+    session.info.pop(_STAGED, None)
+
+
+def record_incident(session: Session, values: dict[str, Any]) -> None:
+    """Keep a triaged incident on record (one already on record stays as it is); ``values["event"]``
+    is the event as JSON text. Staged: most incidents are only recorded, so they are written with
+    the rest of the batch in one statement."""
+    _staged(session).incidents.append(values)
+
+
+def attach_incidents(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Stage incidents attached to referrals (``referral_id``, ``incident_id``, ``attached_at``, ``reasons``)."""
+    _staged(session).attachments.extend(rows)
+
+
+def add_history(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Stage history rows (``referral_id``, ``at``, ``event_type``, ``detail``), kept in the order given."""
+    _staged(session).history.extend(rows)
+
+
+def open_referral_row(session: Session, panel: str, person_key: str) -> AnyRow | None:
+    """The open referral for a person and panel (the columns the consumers use), if any."""
+    return session.connection().execute(_OPEN_REFERRAL, {"panel": panel, "person_key": person_key}).first()
+
+
+def insert_referral(session: Session, values: dict[str, Any]) -> None:
+    session.connection().execute(_INSERT_REFERRAL, values)
+
+
+def update_referral(session: Session, referral_id: uuid.UUID, values: dict[str, Any]) -> None:
+    session.connection().execute(_UPDATE_REFERRAL, {**values, "where_referral_id": referral_id})
+
+
+def is_attached(session: Session, referral_id: uuid.UUID, incident_id: uuid.UUID) -> bool:
+    write_staged(session)
+    params = {"referral_id": referral_id, "incident_id": incident_id}
+    return session.connection().execute(_IS_ATTACHED, params).first() is not None
+
+
+def attached_incidents(session: Session, referral_id: uuid.UUID) -> set[uuid.UUID]:
+    write_staged(session)
+    return set(session.connection().execute(_ATTACHED, {"referral_id": referral_id}).scalars())
+
+
+def partner_requests(session: Session, referral_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The details of the partner requests in a referral's history."""
+    write_staged(session)
+    return list(session.connection().execute(_PARTNER_REQUESTS, {"referral_id": referral_id}).scalars())
+
+
+def incident_risks(session: Session, ids: Iterable[uuid.UUID]) -> list[AnyRow]:
+    """Incidents on record by id: id, tenancy, tenant role, risk tier and vulnerability score."""
+    wanted = list(ids)
+    if not wanted:
+        return []
+    write_staged(session)
+    return list(session.connection().execute(_INCIDENT_RISKS_BY_ID, {"incident_ids": wanted}).all())
+
+
+def tenancy_incident_risks(session: Session, tenancy_ref: str) -> list[AnyRow]:
+    """A tenancy's incidents on record, oldest first: id, tenant role, risk tier and vulnerability score."""
+    write_staged(session)
+    return list(session.connection().execute(_TENANCY_INCIDENT_RISKS, {"tenancy_ref": tenancy_ref}).all())
+
+
+def tenancy_row(session: Session, tenancy_ref: str) -> AnyRow | None:
+    """A tenancy on record, every column."""
+    return session.connection().execute(_TENANCY, {"tenancy_ref": tenancy_ref}).first()
+
+
+def save_tenancy(session: Session, tenancy_ref: str, values: dict[str, Any], *, new: bool) -> None:
+    if new:
+        session.connection().execute(_INSERT_TENANCY, {**values, "tenancy_ref": tenancy_ref})
+    else:
+        session.connection().execute(_UPDATE_TENANCY, {**values, "where_tenancy_ref": tenancy_ref})
+
+
+# -- the API's queries (ORM) --------------------------------------------------------------------
 
 
 async def list_referrals(session: AsyncSession, panel: str | None) -> list[tuple[PanelReferral, list[str]]]:
@@ -147,6 +377,7 @@ async def list_referrals(session: AsyncSession, panel: str | None) -> list[tuple
 
 
 async def incident_ids(session: AsyncSession, referral_id: uuid.UUID) -> list[uuid.UUID]:
+    await write_staged_async(session)
     rows = await session.execute(
         select(ReferralIncident.incident_id)
         .where(ReferralIncident.referral_id == referral_id)
@@ -158,18 +389,10 @@ async def incident_ids(session: AsyncSession, referral_id: uuid.UUID) -> list[uu
 async def incidents_on_record(session: AsyncSession, ids: list[uuid.UUID]) -> list[IncidentOnRecord]:
     if not ids:
         return []
+    await write_staged_async(session)
     return list(
         (await session.execute(select(IncidentOnRecord).where(IncidentOnRecord.incident_id.in_(ids)))).scalars()
     )
-
-
-async def tenancy_incidents(session: AsyncSession, tenancy_ref: str) -> list[IncidentOnRecord]:
-    rows = await session.execute(
-        select(IncidentOnRecord)
-        .where(IncidentOnRecord.tenancy_ref == tenancy_ref)
-        .order_by(IncidentOnRecord.reported_at, IncidentOnRecord.incident_id)
-    )
-    return list(rows.scalars())
 
 
 async def actions_of(session: AsyncSession, referral_id: uuid.UUID) -> list[PanelActionRow]:
@@ -204,6 +427,7 @@ async def awaiting_panel(session: AsyncSession, panel: str) -> list[PanelReferra
 
 
 async def history(session: AsyncSession, referral_id: uuid.UUID) -> list[ReferralHistory]:
+    await write_staged_async(session)
     rows = await session.execute(
         select(ReferralHistory).where(ReferralHistory.referral_id == referral_id).order_by(ReferralHistory.id)
     )
@@ -236,6 +460,7 @@ async def _delete_referrals(session: AsyncSession, ids: list[uuid.UUID]) -> dict
 async def erase(session: AsyncSession, request: ErasureRequested) -> dict[str, int]:
     """Delete the person's referrals (with their incidents, actions and history), the incidents on
     record about them, and the tenant's details on their tenancies."""
+    await write_staged_async(session)
     key, ids = request.person_key, set(request.incident_ids)
     incidents = list(
         (
@@ -278,6 +503,7 @@ async def erase(session: AsyncSession, request: ErasureRequested) -> dict[str, i
 async def purge(session: AsyncSession, cut_off: datetime) -> dict[str, int]:
     """Delete referrals closed before ``cut_off``, incidents on record reported before it and no
     longer attached to an open referral, and tenancies not updated since."""
+    await write_staged_async(session)
     closed = list(
         (
             await session.execute(
