@@ -132,7 +132,7 @@ def run_pipeline_throughput(pipeline: Pipeline, n: int, progress: Progress) -> d
     publish_seconds = asyncio.run(publish(pipeline.bootstrap_servers, ingress, records))
     triage_db, panels_db, notif_db = (pipeline.database(s) for s in ("triage", "panels", "notifications"))
     deadline = start + max(600.0, n / 20)
-    triaged = delivered = 0
+    triaged = delivered = on_record = 0
     while time.monotonic() < deadline:
         triaged = count(triage_db, "select count(*) from triaged_incidents")
         delivered = count(notif_db, "select count(*) from police_alerts where status = 'delivered'")
@@ -140,7 +140,10 @@ def run_pipeline_throughput(pipeline: Pipeline, n: int, progress: Progress) -> d
         series.done.append(triaged)
         progress.update(task, completed=triaged)
         if triaged >= n and delivered >= violent:
-            break
+            # Panels records every triaged incident, referred or not: the last hop of all.
+            on_record = count(panels_db, "select count(*) from panel_incidents")
+            if on_record >= n:
+                break
         time.sleep(0.25)
     elapsed = time.monotonic() - start
     referrals = count(panels_db, "select count(*) from panel_referral_incidents")
@@ -153,7 +156,8 @@ def run_pipeline_throughput(pipeline: Pipeline, n: int, progress: Progress) -> d
         "alerts_delivered": delivered,
         "alerts_expected": violent,
         "referral_links": referrals,
-        "complete": triaged >= n and delivered >= violent,
+        "panels_incidents_on_record": on_record,
+        "complete": triaged >= n and delivered >= violent and on_record >= n,
         "series": {"t": series.t, "triaged": series.done},
     }
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -130,26 +129,26 @@ class ReliableConsumer:
             return False
         return state.attempt_number >= self._settings.max_attempts
 
-    @contextlib.contextmanager
-    def _scope(self, received: Received) -> Iterator[None]:
+    @staticmethod
+    def _scope(received: Received) -> contextlib.AbstractContextManager[tracing.TraceContext]:
         """Log fields and trace of one message, for everything done on its behalf."""
-        with (
-            structlog.contextvars.bound_contextvars(
-                event_id=received.headers.get("ce_id"),
-                incident_id=received.headers.get("ce_subject"),
-                topic=received.topic,
-                offset=received.offset,
-            ),
-            tracing.continue_trace(received.headers.get(tracing.HEADER)),
-        ):
-            yield
+        headers = received.headers
+        return tracing.continue_trace(
+            headers.get(tracing.HEADER),
+            event_id=headers.get("ce_id"),
+            incident_id=headers.get("ce_subject"),
+            topic=received.topic,
+            offset=received.offset,
+        )
 
     def _count(self, received: Received, outcome: str, n: int = 1) -> None:
         metrics.CONSUMED.labels(self.service, _base_topic(received.topic), outcome).inc(n)
 
     async def __call__(self, received: Received) -> None:
-        with self._scope(received):
+        with self._scope(received) as trace:
             await self._process(received)
+            if trace.sampled:
+                log.info("message handled")
 
     async def process_batch(self, batch: Sequence[Received]) -> None:
         """Handle a batch in one transaction; if any message fails, fall back to one transaction
@@ -167,9 +166,11 @@ class ReliableConsumer:
                         duplicates += 1
                         continue
                     unclaimed.discard(received.event_id)  # a second copy in the same batch is a duplicate
-                    with self._scope(received):
+                    with self._scope(received) as trace:
                         events = await self._handle(session, received)
                         add_events(session, self._source, events)
+                        if trace.sampled:
+                            log.info("message handled", events=len(events))
         except Exception as exc:
             log.info("batch failed; retrying message by message", size=len(batch), error_type=type(exc).__name__)
             for received in batch:

@@ -74,8 +74,23 @@ _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# Every pattern above needs a digit, an "@" or a quoted input: text with none is left as it is.
+_MAYBE_PERSONAL = re.compile(r"[0-9@]|input_value")
+
+# Fields the services fill themselves with values that cannot hold personal data (a validated
+# trace context, the service's own names, the Kafka topic consumed): not scanned.
+_OWN_KEYS = frozenset({"timestamp", "level", "logger", "service", "trace_id", "span_id", "topic"})
+
+
+# A UUID, or an event id (CloudEvents source | UUID): the ids on every line, never personal data
+# (and the phone pattern would otherwise take a UUID that starts with 0 for a number).
+_IDENTIFIER = re.compile(r"(?:/[\w./-]*\|)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def mask_text(text: str, *, dates: bool = True) -> str:
     """``text`` with email addresses, UK phone numbers, postcodes, dates and quoted inputs masked."""
+    if _MAYBE_PERSONAL.search(text) is None or _IDENTIFIER.fullmatch(text) is not None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     if dates:
@@ -100,7 +115,7 @@ def _scrub(value: Any, key: str = "") -> Any:
 
 def redact_personal_data(_logger: Any, _method: str, event_dict: Any) -> Any:
     """structlog processor: no personal data in any field of a log line (see the module doc)."""
-    return {k: _scrub(v, str(k)) if k != "timestamp" else v for k, v in event_dict.items()}
+    return {k: v if k in _OWN_KEYS else _scrub(v, str(k)) for k, v in event_dict.items()}
 
 
 def _dumps(obj: Any, **_kw: Any) -> str:

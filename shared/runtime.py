@@ -76,6 +76,7 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         self.source = f"/dcsp/{name}"
+        tracing.sample(settings.trace_sample_ratio)
         self.engine = make_engine(settings.database_url)
         self.sessions = session_factory(self.engine)
         kafka = settings.kafka

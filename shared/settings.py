@@ -63,6 +63,12 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(ge=0, le=65535)
     log_level: str = "INFO"
+    trace_sample_ratio: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Share of new traces logged message by message at INFO (a caller's sampled traceparent always is)",
+    )
     # Security (issue #8). ``disabled`` lets every caller in with full access (dev, tests, demo);
     # production sets ``required`` and a credentials file (see shared.security).
     auth_mode: Literal["required", "disabled"] = Field(

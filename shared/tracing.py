@@ -5,6 +5,7 @@ handling carries its ``trace_id``."""
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import secrets
 from collections.abc import Iterator
@@ -27,6 +28,11 @@ class TraceContext:
     def header(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
 
+    @property
+    def sampled(self) -> bool:
+        """The W3C "sampled" flag: this trace's work is logged message by message."""
+        return bool(int(self.flags, 16) & 1)
+
     def child(self) -> TraceContext:
         """A new span in the same trace."""
         return TraceContext(self.trace_id, secrets.token_hex(8), self.flags)
@@ -42,8 +48,19 @@ def parse(value: str | None) -> TraceContext | None:
     return TraceContext(match.group(1), match.group(2), match.group(3))
 
 
+_sample_ratio = 1.0
+
+
+def sample(ratio: float) -> None:
+    """The share of new traces (those no caller started) that are sampled; a caller's own
+    ``traceparent`` keeps the caller's choice."""
+    global _sample_ratio
+    _sample_ratio = ratio
+
+
 def new_trace() -> TraceContext:
-    return TraceContext(secrets.token_hex(16), secrets.token_hex(8))
+    sampled = _sample_ratio >= 1.0 or random.random() < _sample_ratio
+    return TraceContext(secrets.token_hex(16), secrets.token_hex(8), "01" if sampled else "00")
 
 
 def current() -> TraceContext | None:
@@ -57,13 +74,16 @@ def outgoing() -> str | None:
 
 
 @contextlib.contextmanager
-def continue_trace(traceparent: str | None) -> Iterator[TraceContext]:
-    """Work on behalf of an incoming message or request: continue its trace, or start one."""
+def continue_trace(traceparent: str | None, **log_fields: object) -> Iterator[TraceContext]:
+    """Work on behalf of an incoming message or request: continue its trace, or start one. Every
+    log line inside carries the trace and ``log_fields``."""
     parent = parse(traceparent)
     ctx = parent.child() if parent else new_trace()
     token = _current.set(ctx)
+    # One bind for the trace and the caller's fields: this runs for every consumed message.
+    bound = structlog.contextvars.bind_contextvars(trace_id=ctx.trace_id, span_id=ctx.span_id, **log_fields)
     try:
-        with structlog.contextvars.bound_contextvars(trace_id=ctx.trace_id, span_id=ctx.span_id):
-            yield ctx
+        yield ctx
     finally:
+        structlog.contextvars.reset_contextvars(**bound)
         _current.reset(token)
