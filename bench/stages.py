@@ -118,6 +118,17 @@ async def run(reports: int, batch: int) -> dict[str, tuple[int, float]]:
     return costs
 
 
+def discard_logs(level: str = "INFO") -> None:
+    """Logs at the services' level cost what they cost in production, but go nowhere."""
+    from shared.logging import configure_logging
+
+    stdout, sys.stdout = sys.stdout, open(os.devnull, "w")
+    try:
+        configure_logging("bench", level)
+    finally:
+        sys.stdout = stdout
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reports", type=int, default=5000)
@@ -125,14 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO", help="the services' log level (logs are discarded)")
     parser.add_argument("--profile", action="store_true", help="print a pyinstrument profile of the run")
     args = parser.parse_args(argv)
-    from shared.logging import configure_logging
-
-    # Logs at the services' level cost what they cost in production, but go nowhere.
-    stdout, sys.stdout = sys.stdout, open(os.devnull, "w")
-    try:
-        configure_logging("bench", args.log_level)
-    finally:
-        sys.stdout = stdout
+    discard_logs(args.log_level)
     if args.profile:
         from pyinstrument import Profiler
 
