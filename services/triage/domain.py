@@ -43,6 +43,7 @@ new id, and every change to an outcome bumps ``RULES_VERSION``.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -198,22 +199,31 @@ _NEGATIONS: Final = frozenset(
 _NEGATION_GAP: Final = frozenset({"a", "an", "any", "the", "been", "being"})
 
 
+_SEPARATORS: Final = re.compile(r"[-_/]+")
+_WHITESPACE: Final = re.compile(r"\s+")
+_NOT_ALPHANUMERIC: Final = re.compile(r"[^a-z0-9]+")
+_NOT_UPPER_ALPHANUMERIC: Final = re.compile(r"[^A-Z0-9]")
+_CLAUSE_END: Final = re.compile(r"[.,;:!?]")
+
+
+# Every rule normalises the same description again; a few recent results make that a lookup.
+@functools.lru_cache(maxsize=32)
 def normalise(text: str) -> str:
     """Lower-case text with curly quotes straightened and hyphens, slashes, underscores as spaces."""
     text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
-    text = re.sub(r"[-_/]+", " ", text)
-    return re.sub(r"\s+", " ", text).strip()
+    text = _SEPARATORS.sub(" ", text)
+    return _WHITESPACE.sub(" ", text).strip()
 
 
 def _compact(text: str) -> str:
     """A category key that ignores spacing, punctuation and a plural 's': 'Fly-tipping' == 'flytipping'."""
-    key = re.sub(r"[^a-z0-9]+", "", text.lower())
+    key = _NOT_ALPHANUMERIC.sub("", text.lower())
     return key[:-1] if key.endswith("s") and len(key) > 3 else key
 
 
 def _negated(text: str, start: int) -> bool:
     """True when the words just before ``start``, in the same clause, negate what follows."""
-    clause = re.split(r"[.,;:!?]", text[:start])[-1]
+    clause = _CLAUSE_END.split(text[:start])[-1]
     words = clause.split()
     if words and words[-1] in _NEGATIONS:
         return True
@@ -1111,9 +1121,9 @@ def place_key(location: Location) -> str | None:
     if location.uprn:
         return f"uprn:{location.uprn.lstrip('0') or '0'}"
     if location.address:
-        return "addr:" + re.sub(r"[^a-z0-9]+", " ", location.address.lower()).strip()
+        return "addr:" + _NOT_ALPHANUMERIC.sub(" ", location.address.lower()).strip()
     if location.postcode:
-        return "pc:" + re.sub(r"[^A-Z0-9]", "", location.postcode.upper())
+        return "pc:" + _NOT_UPPER_ALPHANUMERIC.sub("", location.postcode.upper())
     if location.latitude is not None and location.longitude is not None:
         return f"ll:{location.latitude:.4f},{location.longitude:.4f}"
     return None
@@ -1421,19 +1431,29 @@ def minimise_report(report: ReportDetails) -> ReportDetails:
 # ---------------------------------------------------------------------------
 
 
-def _mentions(name: str, text: str) -> bool:
+@functools.lru_cache(maxsize=256)
+def _whole_words(name: str) -> re.Pattern[str] | None:
+    # Names come from settings: a handful, asked about for every report.
     wanted = normalise(name)
-    return bool(wanted) and re.search(r"\b" + re.escape(wanted) + r"\b", text) is not None
+    return re.compile(r"\b" + re.escape(wanted) + r"\b") if wanted else None
+
+
+def _mentions(name: str, text: str) -> bool:
+    pattern = _whole_words(name)
+    return pattern is not None and pattern.search(text) is not None
+
+
+_POSTCODE_AREA: Final = re.compile(r"[A-Z]+")
 
 
 def _postcode_in(postcode: str, prefix: str) -> bool:
-    compact = re.sub(r"[^A-Z0-9]", "", postcode.upper())
+    compact = _NOT_UPPER_ALPHANUMERIC.sub("", postcode.upper())
     outward = compact[:-3] if len(compact) > 4 else compact
-    want = re.sub(r"[^A-Z0-9]", "", prefix.upper())
+    want = _NOT_UPPER_ALPHANUMERIC.sub("", prefix.upper())
     if not want:
         return False
     if want.isalpha():  # a postcode area: "NB" matches NB1 and NB12, not N1
-        area = re.match(r"[A-Z]+", outward)
+        area = _POSTCODE_AREA.match(outward)
         return area is not None and area.group(0) == want
     return outward == want
 

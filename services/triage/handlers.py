@@ -3,6 +3,7 @@ violence or criminality, and raise ASB Case Review notices once per victim per t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -24,6 +25,8 @@ from shared.envelope import decode_event
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+# structlog runs its processors before the level is checked; asking first skips them at INFO.
+_stdlib_log = logging.getLogger(__name__)
 
 
 def triage_accepted(
@@ -91,11 +94,10 @@ def incident_accepted_handler(settings: TriageSettings, clock: Clock = system_cl
 
     async def on_incident_accepted(session: AsyncSession, received: Received) -> list[Event]:
         _envelope, accepted = decode_event(IncidentAccepted, received.headers, received.body)
-        if await store.get(session, accepted.incident_id) is not None:
-            return []  # already triaged (e.g. the same incident re-published under a new event id)
         report = accepted.report
-        earlier = await store.earlier_reports(
+        earlier = await store.reports_to_link(
             session,
+            accepted.incident_id,
             accepted.victim_key,
             domain.place_key(report.location),
             report.reported_at,
@@ -103,21 +105,26 @@ def incident_accepted_handler(settings: TriageSettings, clock: Clock = system_cl
             window,
             same_incident,
         )
+        if earlier is None:
+            return []  # already triaged (e.g. the same incident re-published under a new event id)
         triaged = triage_accepted(accepted, earlier, settings)
-        keys = [k for k in (accepted.victim_key, f"property:{triaged.facts.place_key}") if k]
-        notices = domain.case_review_notices(triaged, await store.notices_for(session, keys), settings)
+        # Notices already raised can only hold a notice back, never call for one: most reports call
+        # for none, and then the store need not be asked.
+        notices = domain.case_review_notices(triaged, (), settings)
+        if notices:
+            keys = [k for k in (accepted.victim_key, f"property:{triaged.facts.place_key}") if k]
+            notices = domain.case_review_notices(triaged, await store.notices_for(session, keys), settings)
         now = clock()
-        store.add_triaged(session, kept_payload(accepted, triaged).model_dump(mode="json"), triaged, now)
-        for notice in notices:
-            store.add_notice(session, notice, now)
-        c = triaged.classification
-        log.info(
-            "incident triaged",
-            risk_tier=str(c.risk_tier),
-            violence_or_criminality=c.violence_or_criminality,
-            owning_team=c.owning_team,
-            rules_version=c.rules_version,
-        )
+        await store.stage_triaged(session, kept_payload(accepted, triaged).model_dump_json(), triaged, notices, now)
+        if _stdlib_log.isEnabledFor(logging.DEBUG):  # the consumer logs one line per batch
+            c = triaged.classification
+            log.debug(
+                "incident triaged",
+                risk_tier=str(c.risk_tier),
+                violence_or_criminality=c.violence_or_criminality,
+                owning_team=c.owning_team,
+                rules_version=c.rules_version,
+            )
         return outgoing_events(accepted, triaged, notices, now, settings)
 
     return on_incident_accepted

@@ -4,14 +4,36 @@ notices raised (so each is raised once, whatever is redelivered)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, UniqueConstraint, Uuid, delete, or_, select
+import orjson
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Index,
+    Integer,
+    Select,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.types import TypeDecorator
 
 from services.triage import domain
 from shared.contracts import ErasureRequested
@@ -74,6 +96,163 @@ class CaseReviewNoticeRecord(Base):
 
 TABLES = [TriagedIncident.__table__, AcceptedLog.__table__, CaseReviewNoticeRecord.__table__]
 
+# The consumer's hot path uses Core on these tables with statements built once: the ORM's identity
+# map, unit of work and instance loading cost more per message than the rules themselves.
+_TRIAGED: Table = TriagedIncident.__table__  # type: ignore[assignment]
+_LOG: Table = AcceptedLog.__table__  # type: ignore[assignment]
+_NOTICES: Table = CaseReviewNoticeRecord.__table__  # type: ignore[assignment]
+_FACT_COLUMNS = tuple(_TRIAGED.c[f.name] for f in dataclasses.fields(domain.ReportFacts))
+_BY_ID = select(*_FACT_COLUMNS).where(_TRIAGED.c.incident_id == bindparam("incident_id"))
+_NOTICES_FOR = (
+    select(
+        _NOTICES.c.kind,
+        _NOTICES.c.notice_key,
+        _NOTICES.c.incident_id,
+        _NOTICES.c.qualifying_incident_ids,
+        _NOTICES.c.grounds,
+    )
+    .where(_NOTICES.c.notice_key.in_(bindparam("keys", expanding=True)))
+    .order_by(_NOTICES.c.id)
+)
+_INSERT_NOTICE = insert(_NOTICES)
+
+
+class _SerialisedJSON(TypeDecorator[str]):
+    """A JSON column's value given as its JSON text: written as is, not encoded a second time."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+# The JSON columns come already serialised by orjson (as re-triage writes them), which is several
+# times faster than the engine's json.dumps.
+_INSERT_TRIAGED = insert(_TRIAGED).values(classification=bindparam("classification", type_=_SerialisedJSON()))
+_INSERT_LOG = insert(_LOG).values(accepted=bindparam("accepted", type_=_SerialisedJSON()))
+
+
+def _earlier_statement(by_victim: bool, by_place: bool) -> Select[Any]:
+    who = []
+    if by_victim:
+        who.append(_TRIAGED.c.victim_key == bindparam("victim_key"))
+    if by_place:
+        who.append(_TRIAGED.c.place_key == bindparam("place_key"))
+    return select(*_FACT_COLUMNS).where(
+        or_(*who),
+        or_(
+            _TRIAGED.c.reported_at.between(bindparam("window_start"), bindparam("reported_at")),
+            _TRIAGED.c.occurred_at.between(bindparam("same_from"), bindparam("same_to")),
+        ),
+    )
+
+
+# By (victim key given, place key given): the stored reports a new one may link to, and the same
+# with the new incident's own row, if stored, in one round trip.
+_EARLIER: dict[tuple[bool, bool], Select[Any]] = {
+    (True, True): _earlier_statement(True, True),
+    (True, False): _earlier_statement(True, False),
+    (False, True): _earlier_statement(False, True),
+}
+_OWN_ROW_AND_EARLIER: dict[tuple[bool, bool], Executable] = {
+    (False, False): _BY_ID,
+    **{who: union_all(_BY_ID, statement) for who, statement in _EARLIER.items()},
+}
+
+_STAGED = "dcsp.triage.staged"
+
+
+class _Staged:
+    """Incidents triaged in this transaction, written when it commits: one statement per table for a
+    whole batch instead of two per message. Later messages of the batch link to them from here, as
+    the same query would find them in the store."""
+
+    def __init__(self) -> None:
+        self.incidents: list[dict[str, Any]] = []
+        self.log: list[dict[str, Any]] = []
+        self.by_id: dict[uuid.UUID, domain.ReportFacts] = {}
+        self.by_victim: dict[str, list[domain.ReportFacts]] = {}
+        self.by_place: dict[str, list[domain.ReportFacts]] = {}
+
+    def add(self, triaged: domain.Triaged, triaged_at: datetime, accepted_json: str) -> None:
+        f = triaged.facts
+        # The facts as a query reads them back: times in UTC.
+        facts = domain.ReportFacts(
+            f.incident_id,
+            f.partner,
+            f.victim_key,
+            f.place_key,
+            f.complainant_key,
+            f.reported_at.astimezone(UTC),
+            f.occurred_at.astimezone(UTC),
+            f.kind,
+            f.hate_incident,
+            f.root_id,
+        )
+        self.incidents.append(_triaged_row(triaged, triaged_at))
+        self.log.append({"incident_id": f.incident_id, "accepted": accepted_json})
+        self.by_id[f.incident_id] = facts
+        if f.victim_key is not None:
+            self.by_victim.setdefault(f.victim_key, []).append(facts)
+        if f.place_key is not None:
+            self.by_place.setdefault(f.place_key, []).append(facts)
+
+    def earlier(
+        self, victim_key: str | None, place_key: str | None, params: dict[str, Any]
+    ) -> list[domain.ReportFacts]:
+        """What ``_earlier_statement`` selects, among the staged incidents."""
+        found: dict[uuid.UUID, domain.ReportFacts] = {}
+        if victim_key is not None:
+            found.update((f.incident_id, f) for f in self.by_victim.get(victim_key, ()))
+        if place_key is not None:
+            found.update((f.incident_id, f) for f in self.by_place.get(place_key, ()))
+        return [
+            f
+            for f in found.values()
+            if params["window_start"] <= f.reported_at <= params["reported_at"]
+            or params["same_from"] <= f.occurred_at <= params["same_to"]
+        ]
+
+
+def _staged(session: AsyncSession) -> _Staged | None:
+    staged: _Staged | None = session.sync_session.info.get(_STAGED)
+    return staged
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_staged(session: Session) -> None:
+    staged: _Staged | None = session.info.pop(_STAGED, None)
+    if staged is not None and staged.incidents:
+        connection = session.connection()
+        connection.execute(_INSERT_TRIAGED, staged.incidents)
+        connection.execute(_INSERT_LOG, staged.log)
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _drop_staged(session: Session, transaction: SessionTransaction) -> None:
+    # Committed, the rows were written just before; rolled back or closed, they must not be.
+    if transaction.parent is None:
+        session.info.pop(_STAGED, None)
+
+
+def _earlier_params(
+    victim_key: str | None,
+    place_key: str | None,
+    reported_at: datetime,
+    occurred_at: datetime,
+    window: timedelta,
+    same_incident: timedelta,
+) -> dict[str, Any]:
+    return {
+        "victim_key": victim_key,
+        "place_key": place_key,
+        "window_start": reported_at - window,
+        "reported_at": reported_at,
+        "same_from": occurred_at - same_incident,
+        "same_to": occurred_at + same_incident,
+    }
+
 
 async def get(session: AsyncSession, incident_id: uuid.UUID) -> TriagedIncident | None:
     return await session.get(TriagedIncident, incident_id)
@@ -106,82 +285,120 @@ async def earlier_reports(
 ) -> list[domain.ReportFacts]:
     """Stored reports that may link to a new one: same victim or place, in the repeat window or close
     enough in time to be the same incident. The domain decides exactly which link."""
-    who = []
-    if victim_key is not None:
-        who.append(TriagedIncident.victim_key == victim_key)
-    if place_key is not None:
-        who.append(TriagedIncident.place_key == place_key)
-    if not who:
+    statement = _EARLIER.get((victim_key is not None, place_key is not None))
+    if statement is None:
         return []
-    stmt = select(TriagedIncident).where(
-        or_(*who),
-        or_(
-            TriagedIncident.reported_at.between(reported_at - window, reported_at),
-            TriagedIncident.occurred_at.between(occurred_at - same_incident, occurred_at + same_incident),
-        ),
+    params = _earlier_params(victim_key, place_key, reported_at, occurred_at, window, same_incident)
+    earlier = [domain.ReportFacts(*row) for row in await session.execute(statement, params)]
+    staged = _staged(session)
+    return earlier if staged is None else earlier + staged.earlier(victim_key, place_key, params)
+
+
+async def reports_to_link(
+    session: AsyncSession,
+    incident_id: uuid.UUID,
+    victim_key: str | None,
+    place_key: str | None,
+    reported_at: datetime,
+    occurred_at: datetime,
+    window: timedelta,
+    same_incident: timedelta,
+) -> list[domain.ReportFacts] | None:
+    """None when this incident has been triaged already, else what ``earlier_reports`` finds for it:
+    both in one query."""
+    staged = _staged(session)
+    if staged is not None and incident_id in staged.by_id:
+        return None
+    params = _earlier_params(victim_key, place_key, reported_at, occurred_at, window, same_incident)
+    params["incident_id"] = incident_id
+    statement = _OWN_ROW_AND_EARLIER[(victim_key is not None, place_key is not None)]
+    earlier = []
+    for row in await session.execute(statement, params):
+        if row[0] == incident_id:
+            return None
+        earlier.append(domain.ReportFacts(*row))
+    if staged is not None and (victim_key is not None or place_key is not None):
+        earlier += staged.earlier(victim_key, place_key, params)
+    return earlier
+
+
+def _notice(
+    kind: str, key: str, incident_id: uuid.UUID, qualifying_incident_ids: list[str], grounds: list[str]
+) -> domain.CaseReviewNotice:
+    return domain.CaseReviewNotice(
+        kind=domain.NoticeKind(kind),
+        key=key,
+        incident_id=incident_id,
+        qualifying_incident_ids=tuple(uuid.UUID(i) for i in qualifying_incident_ids),
+        grounds=tuple(grounds),
     )
-    return [facts_of(row) for row in (await session.execute(stmt)).scalars()]
 
 
 def notice_of(row: CaseReviewNoticeRecord) -> domain.CaseReviewNotice:
-    return domain.CaseReviewNotice(
-        kind=domain.NoticeKind(row.kind),
-        key=row.notice_key,
-        incident_id=row.incident_id,
-        qualifying_incident_ids=tuple(uuid.UUID(i) for i in row.qualifying_incident_ids),
-        grounds=tuple(row.grounds),
-    )
+    return _notice(row.kind, row.notice_key, row.incident_id, row.qualifying_incident_ids, row.grounds)
 
 
 async def notices_for(session: AsyncSession, keys: Sequence[str]) -> list[domain.CaseReviewNotice]:
     """Case Review notices already raised for these victims or properties."""
     if not keys:
         return []
-    stmt = (
-        select(CaseReviewNoticeRecord)
-        .where(CaseReviewNoticeRecord.notice_key.in_(list(keys)))
-        .order_by(CaseReviewNoticeRecord.id)
-    )
-    return [notice_of(row) for row in (await session.execute(stmt)).scalars()]
+    return [_notice(*row) for row in await session.execute(_NOTICES_FOR, {"keys": list(keys)})]
 
 
-def add_notice(session: AsyncSession, notice: domain.CaseReviewNotice, raised_at: datetime) -> None:
-    session.add(
-        CaseReviewNoticeRecord(
-            kind=notice.kind.value,
-            notice_key=notice.key,
-            incident_id=notice.incident_id,
-            qualifying_incident_ids=[str(i) for i in notice.qualifying_incident_ids],
-            grounds=list(notice.grounds),
-            raised_at=raised_at,
-        )
-    )
+def _notice_row(notice: domain.CaseReviewNotice, raised_at: datetime) -> dict[str, Any]:
+    return {
+        "kind": notice.kind.value,
+        "notice_key": notice.key,
+        "incident_id": notice.incident_id,
+        "qualifying_incident_ids": [str(i) for i in notice.qualifying_incident_ids],
+        "grounds": list(notice.grounds),
+        "raised_at": raised_at,
+    }
 
 
-def add_triaged(session: AsyncSession, accepted: dict[str, Any], triaged: domain.Triaged, triaged_at: datetime) -> None:
-    """Store a triaged incident, its linking facts and its place in the accepted log."""
+def _triaged_row(triaged: domain.Triaged, triaged_at: datetime) -> dict[str, Any]:
     facts, c = triaged.facts, triaged.classification
-    session.add(
-        TriagedIncident(
-            incident_id=facts.incident_id,
-            victim_key=facts.victim_key,
-            reported_at=facts.reported_at,
-            triaged_at=triaged_at,
-            violence_or_criminality=c.violence_or_criminality,
-            asb_qualifier=str(c.asb_qualifier),
-            risk_tier=str(c.risk_tier),
-            rules_version=c.rules_version,
-            classification=c.model_dump(mode="json"),
-            partner=facts.partner,
-            place_key=facts.place_key,
-            complainant_key=facts.complainant_key,
-            occurred_at=facts.occurred_at,
-            kind=facts.kind,
-            hate_incident=facts.hate_incident,
-            root_id=facts.root_id,
-        )
-    )
-    session.add(AcceptedLog(incident_id=facts.incident_id, accepted=accepted))
+    return {
+        "incident_id": facts.incident_id,
+        "victim_key": facts.victim_key,
+        "reported_at": facts.reported_at,
+        "triaged_at": triaged_at,
+        "violence_or_criminality": c.violence_or_criminality,
+        "asb_qualifier": str(c.asb_qualifier),
+        "risk_tier": str(c.risk_tier),
+        "rules_version": c.rules_version,
+        "classification": orjson.dumps(c.model_dump(mode="json")).decode(),
+        "partner": facts.partner,
+        "place_key": facts.place_key,
+        "complainant_key": facts.complainant_key,
+        "occurred_at": facts.occurred_at,
+        "kind": facts.kind,
+        "hate_incident": facts.hate_incident,
+        "root_id": facts.root_id,
+    }
+
+
+async def stage_triaged(
+    session: AsyncSession,
+    accepted_json: str,
+    triaged: domain.Triaged,
+    notices: Sequence[domain.CaseReviewNotice],
+    triaged_at: datetime,
+) -> None:
+    """Store a triaged incident, its place in the accepted log (``accepted_json``: the accepted event as
+    triage keeps it, as JSON text) and the notices it raised, in the session's transaction, without ORM
+    objects. The incident and its log entry are written when the transaction commits (``earlier_reports``
+    and ``reports_to_link`` see them before that); the notices at once, for ``notices_for``."""
+    staged = _staged(session)
+    if staged is None:
+        sync_session = session.sync_session
+        if sync_session.get_transaction() is None:
+            # Staged rows live as long as a transaction (see _drop_staged): there must be one.
+            sync_session.begin()
+        staged = sync_session.info[_STAGED] = _Staged()
+    staged.add(triaged, triaged_at, accepted_json)
+    for notice in notices:
+        await session.execute(_INSERT_NOTICE, _notice_row(notice, triaged_at))
 
 
 async def _delete_incidents(session: AsyncSession, ids: list[uuid.UUID]) -> dict[str, int]:
