@@ -9,6 +9,7 @@ import contextlib
 import random
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -54,6 +55,36 @@ def _wake_nothing() -> None:
     return None
 
 
+def dispatch_row(
+    *,
+    kind: str,
+    subject_id: str,
+    channel: str,
+    destination: str,
+    content: dict[str, Any],
+    now: datetime,
+    alert_id: uuid.UUID | None = None,
+    secret_name: str | None = None,
+) -> dict[str, Any]:
+    """A new dispatch, due now, as a row of the dispatches table."""
+    return {
+        "dispatch_id": domain.dispatch_id_for(kind, subject_id, channel),
+        "kind": kind,
+        "subject_id": subject_id,
+        "alert_id": alert_id,
+        "channel": channel,
+        "destination": destination,
+        "secret_name": secret_name,
+        "content": content,
+        "status": store.DispatchStatus.PENDING.value,
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+        "delivered_at": None,
+        "last_error": None,
+    }
+
+
 class Outgoing:
     """Creates dispatches: one message, one destination, one channel; recreating one is a no-op."""
 
@@ -72,27 +103,19 @@ class Outgoing:
         now: datetime,
         alert_id: uuid.UUID | None = None,
         secret_name: str | None = None,
-    ) -> store.Dispatch:
-        dispatch_id = domain.dispatch_id_for(kind, subject_id, channel)
-        existing = await session.get(store.Dispatch, dispatch_id)
-        if existing is not None:
-            return existing
-        dispatch = store.Dispatch(
-            dispatch_id=dispatch_id,
+    ) -> bool:
+        """Store the dispatch unless it is already stored; True if this call created it."""
+        row = dispatch_row(
             kind=kind,
             subject_id=subject_id,
-            alert_id=alert_id,
             channel=channel,
             destination=destination,
-            secret_name=secret_name,
             content=content,
-            status=store.DispatchStatus.PENDING,
-            attempts=0,
-            created_at=now,
-            next_attempt_at=now,
+            now=now,
+            alert_id=alert_id,
+            secret_name=secret_name,
         )
-        session.add(dispatch)
-        return dispatch
+        return await store.insert_if_absent(session, store.DISPATCHES, row)
 
     def email(
         self, dispatch_kind: str, subject_id: str, subject: str, text: str, now: datetime, **extra: Any
@@ -128,47 +151,76 @@ class PoliceAlerts:
         self._outgoing = outgoing
         self._wake_dispatcher = wake_dispatcher
         self._wake_relay = wake_relay
+        self._channels: list[str] = list(dict.fromkeys(settings.police_alert_channels))
 
     async def on_alert_requested(self, session: AsyncSession, received: Received) -> list[Event]:
         _envelope, request = decode_event(PoliceAlertRequested, received.headers, received.body)
         await self.ensure_alert(session, request)
         return []
 
-    async def ensure_alert(self, session: AsyncSession, request: PoliceAlertRequested) -> store.PoliceAlert:
-        """The incident's alert, created with a dispatch per configured channel if it is new."""
-        existing = await store.find_by_incident(session, request.incident_id)
-        if existing is not None:
-            return existing
-        now = self._clock()
+    async def ensure_alert(self, session: AsyncSession, request: PoliceAlertRequested) -> uuid.UUID:
+        """The id of the incident's alert: a new alert, with a dispatch per configured channel, is
+        stored when the transaction commits unless the incident has one by then."""
         alert_id = domain.alert_id_for(request.incident_id)
+        if not store.alert_staged(session, alert_id):
+            store.stage_alert(session, alert_id, lambda: self._new_alert(alert_id, request))
+        return alert_id
+
+    async def ensure_alert_for_triaged(self, session: AsyncSession, triaged: IncidentTriaged) -> uuid.UUID | None:
+        """The alert a violent or criminal triaged incident calls for (see ``ensure_alert``), else None."""
+        if not triaged.classification.violence_or_criminality:
+            return None
+        alert_id = domain.alert_id_for(triaged.incident_id)
+        if not store.alert_staged(session, alert_id):
+            # Most often the alert request got there first: the request is built only if not.
+            store.stage_alert(session, alert_id, lambda: self._new_alert_for_triaged(alert_id, triaged))
+        return alert_id
+
+    def _new_alert_for_triaged(
+        self, alert_id: uuid.UUID, triaged: IncidentTriaged
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        request = domain.alert_request_from_triaged(triaged)
+        assert request is not None, "only a violent or criminal incident is alerted"
+        return self._new_alert(alert_id, request)
+
+    def _new_alert(
+        self, alert_id: uuid.UUID, request: PoliceAlertRequested
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The alert's row and a dispatch row per configured channel."""
+        now = self._clock()
         payload = domain.police_payload(alert_id, request)
-        channels = list(dict.fromkeys(self._settings.police_alert_channels))
-        alert = store.PoliceAlert(
-            alert_id=alert_id,
-            incident_id=request.incident_id,
-            status=store.AlertStatus.PENDING,
-            risk_tier=str(request.risk_tier),
-            crime_category=str(request.crime_category) if request.crime_category else None,
-            channels=channels,
-            created_at=now,
-            acknowledge_by=domain.acknowledge_by(now, self._settings.ack_deadline(str(request.risk_tier))),
-            attempts=0,
-            payload=payload,
-        )
-        session.add(alert)
-        await session.flush()  # the alert row exists before any dispatch refers to it
+        channels = self._channels
+        risk_tier = str(request.risk_tier)
+        alert = {
+            "alert_id": alert_id,
+            "incident_id": request.incident_id,
+            "status": store.AlertStatus.PENDING.value,
+            "risk_tier": risk_tier,
+            "crime_category": str(request.crime_category) if request.crime_category else None,
+            "channels": channels,
+            "created_at": now,
+            "acknowledge_by": domain.acknowledge_by(now, self._settings.ack_deadline(risk_tier)),
+            "delivered_at": None,
+            "attempts": 0,
+            "acknowledged_at": None,
+            "acknowledged_by": None,
+            "escalated_at": None,
+            "payload": payload,
+        }
+        dispatches = []
         for channel in channels:
             if channel == "webhook":
-                await self._outgoing.add(
-                    session,
-                    kind=POLICE_ALERT,
-                    subject_id=str(alert_id),
-                    channel="webhook",
-                    destination=self._settings.police_webhook_url,
-                    content={"body": payload, "idempotency_key": str(alert_id)},
-                    now=now,
-                    alert_id=alert_id,
-                    secret_name="police",
+                dispatches.append(
+                    dispatch_row(
+                        kind=POLICE_ALERT,
+                        subject_id=str(alert_id),
+                        channel="webhook",
+                        destination=self._settings.police_webhook_url,
+                        content={"body": payload, "idempotency_key": str(alert_id)},
+                        now=now,
+                        alert_id=alert_id,
+                        secret_name="police",
+                    )
                 )
             else:
                 subject, text = domain.police_alert_email(payload)
@@ -185,18 +237,18 @@ class PoliceAlerts:
                 content["message_id"] = domain.message_id_for(
                     alert_id, POLICE_ALERT, self._settings.smtp.message_id_domain
                 )
-                await self._outgoing.add(
-                    session,
-                    kind=POLICE_ALERT,
-                    subject_id=str(alert_id),
-                    channel="email",
-                    destination=", ".join(self._settings.police_email_to),
-                    content=content,
-                    now=now,
-                    alert_id=alert_id,
+                dispatches.append(
+                    dispatch_row(
+                        kind=POLICE_ALERT,
+                        subject_id=str(alert_id),
+                        channel="email",
+                        destination=", ".join(self._settings.police_email_to),
+                        content=content,
+                        now=now,
+                        alert_id=alert_id,
+                    )
                 )
-        log.info("police alert stored", alert_id=str(alert_id), channels=channels)
-        return alert
+        return alert, dispatches
 
     async def acknowledge(self, alert_id: uuid.UUID, acknowledged_by: str) -> tuple[store.PoliceAlert | None, bool]:
         """Record who acknowledged the alert and when; (alert, False) if it was already acknowledged."""
@@ -354,17 +406,17 @@ class PartnerUpdates:
         _envelope, triaged = decode_event(IncidentTriaged, received.headers, received.body)
         # The police must hear of every violent or criminal case even if the alert request is lost
         # or late: the triaged event is a second, independent route to the same (single) alert.
-        request = domain.alert_request_from_triaged(triaged)
-        if request is not None:
-            await self._alerts.ensure_alert(session, request)
+        await self._alerts.ensure_alert_for_triaged(session, triaged)
         c = triaged.classification
-        if domain.is_issue_of_concern(c) and await session.get(store.IncidentOfConcern, triaged.incident_id) is None:
-            session.add(
-                store.IncidentOfConcern(
-                    incident_id=triaged.incident_id,
-                    triaged_at=triaged.triaged_at,
-                    fact=incident_fact(triaged, self._settings.briefing_summary_chars),
-                )
+        if domain.is_issue_of_concern(c):
+            store.stage_if_absent(
+                session,
+                store.INCIDENTS_OF_CONCERN,
+                {
+                    "incident_id": triaged.incident_id,
+                    "triaged_at": triaged.triaged_at,
+                    "fact": incident_fact(triaged, self._settings.briefing_summary_chars),
+                },
             )
         if c.cross_border:
             await self._send_cross_border(session, triaged)
@@ -392,11 +444,11 @@ class PartnerUpdates:
 
     async def on_incident_retriaged(self, session: AsyncSession, received: Received) -> list[Event]:
         _envelope, retriaged = decode_event(IncidentRetriaged, received.headers, received.body)
-        stored = await session.get(store.IncidentOfConcern, retriaged.incident_id)
+        stored = await store.incident_fact(session, retriaged.incident_id)
         if stored is not None:
             c = retriaged.current
-            stored.fact = {
-                **stored.fact,
+            fact = {
+                **stored,
                 "asb_qualifier": str(c.asb_qualifier),
                 "asb_heading": c.asb_heading,
                 "crime_category": str(c.crime_category) if c.crime_category else None,
@@ -409,6 +461,7 @@ class PartnerUpdates:
                 "owning_team": c.owning_team,
                 "review_due": c.review_due.isoformat() if c.review_due else None,
             }
+            await store.replace_incident_fact(session, retriaged.incident_id, fact)
         return []
 
     async def on_case_review_prompt(self, session: AsyncSession, received: Received) -> list[Event]:
@@ -424,22 +477,14 @@ class PartnerUpdates:
     async def _case_review(
         self, session: AsyncSession, kind: str, event: CaseReviewPromptDue | CaseReviewEligible, grounds: list[str]
     ) -> None:
-        existing = await session.execute(
-            select(store.CaseReviewNotice).where(
-                store.CaseReviewNotice.kind == kind,
-                store.CaseReviewNotice.victim_key == event.victim_key,
-                store.CaseReviewNotice.incident_id == event.incident_id,
-            )
-        )
-        if existing.first() is not None:
-            return
-        session.add(
-            store.CaseReviewNotice(
-                kind=kind,
-                victim_key=event.victim_key,
-                incident_id=event.incident_id,
-                raised_at=event.raised_at,
-                fact={
+        await store.add_case_review_notice(
+            session,
+            {
+                "kind": kind,
+                "victim_key": event.victim_key,
+                "incident_id": event.incident_id,
+                "raised_at": event.raised_at,
+                "fact": {
                     "kind": kind,
                     "incident_id": str(event.incident_id),
                     "victim_key": event.victim_key,
@@ -448,26 +493,27 @@ class PartnerUpdates:
                     "grounds": sorted(grounds),
                     "raised_at": event.raised_at.isoformat(),
                 },
-            )
+            },
         )
 
     async def on_panel_referral(self, session: AsyncSession, received: Received) -> list[Event]:
         _envelope, referral = decode_event(PanelReferralCreated, received.headers, received.body)
-        if await session.get(store.ReferralSeen, referral.referral_id) is None:
-            session.add(
-                store.ReferralSeen(
-                    referral_id=referral.referral_id,
-                    created_at=referral.created_at,
-                    fact={
-                        "referral_id": str(referral.referral_id),
-                        "panel": str(referral.panel),
-                        "incident_id": str(referral.incident_id),
-                        "person_key": referral.person_key,
-                        "reasons": sorted(referral.reasons),
-                        "created_at": referral.created_at.isoformat(),
-                    },
-                )
-            )
+        store.stage_if_absent(
+            session,
+            store.REFERRALS_SEEN,
+            {
+                "referral_id": referral.referral_id,
+                "created_at": referral.created_at,
+                "fact": {
+                    "referral_id": str(referral.referral_id),
+                    "panel": str(referral.panel),
+                    "incident_id": str(referral.incident_id),
+                    "person_key": referral.person_key,
+                    "reasons": sorted(referral.reasons),
+                    "created_at": referral.created_at.isoformat(),
+                },
+            },
+        )
         return []
 
     async def on_panel_outcome(self, session: AsyncSession, received: Received) -> list[Event]:
@@ -509,10 +555,34 @@ class PartnerUpdates:
         return []
 
 
+@dataclass(slots=True)
+class _Sending:
+    """A dispatch whose attempt is recorded as 'sending': what the send needs, then how it went."""
+
+    dispatch_id: uuid.UUID
+    attempt_id: int
+    alert_id: uuid.UUID | None
+    channel: str
+    destination: str
+    secret_name: str
+    content: dict[str, Any]
+    attempts_before: int
+    created_at: datetime
+    result: SendResult | None = None
+    finished_at: datetime | None = None
+
+
 class Dispatcher:
     """Delivers every pending dispatch on its channel until accepted: each attempt is recorded
     before the send (so a crash mid-send leaves a trace) and completed after it; failures are
-    retried with exponential backoff and jitter, without limit."""
+    retried with exponential backoff and jitter, without limit.
+
+    Woken when a dispatch is committed, it records the 'sending' attempts of everything due in one
+    transaction, sends them at once (at most ``delivery_concurrency`` on the wire, over kept-alive
+    connections), and records the outcomes that have come back in one transaction each time. A
+    dispatch is recorded delivered only once its channel accepted it; one claimed and not yet
+    recorded is never sent again by this process, and after a crash its attempt is marked
+    interrupted and it is sent again with the same idempotency key."""
 
     def __init__(
         self,
@@ -530,7 +600,12 @@ class Dispatcher:
         self._wake_relay = wake_relay
         self._rng = rng
         self._wake = asyncio.Event()
-        self._in_flight: set[uuid.UUID] = set()
+        self._in_flight: set[uuid.UUID] = set()  # claimed, and the outcome not yet recorded
+        self._sending = 0  # sends on the wire now
+        self._more_due = False  # the last look found more due than there were free sends
+        self._finished: list[_Sending] = []
+        self._finished_ready = asyncio.Event()
+        self._next_retry: datetime | None = None
         self.webhooks = WebhookSender(
             {
                 "police": WebhookRoute(
@@ -541,6 +616,8 @@ class Dispatcher:
                 ),
             },
             settings.police_webhook_timeout_seconds,
+            max_connections=settings.delivery_concurrency,
+            keepalive_seconds=settings.webhook_keepalive_seconds,
         )
         self.email = EmailSender(settings.smtp)
 
@@ -552,158 +629,291 @@ class Dispatcher:
         """Mark attempts left 'sending' by a crash as interrupted; their dispatches are still due."""
         async with self._sessions.begin() as session:
             result = await session.execute(
-                update(store.DispatchAttempt)
-                .where(store.DispatchAttempt.outcome == store.AttemptOutcome.SENDING)
+                update(store.ATTEMPTS)
+                .where(store.ATTEMPTS.c.outcome == store.AttemptOutcome.SENDING.value)
                 .values(
-                    outcome=store.AttemptOutcome.INTERRUPTED,
+                    outcome=store.AttemptOutcome.INTERRUPTED.value,
                     error="the service stopped during this attempt; outcome unknown, so it is sent again",
                 )
             )
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def deliver_due(self) -> int:
-        """One pass: attempt every dispatch due now; returns how many were attempted."""
+        """One pass: attempt every dispatch due now, ``delivery_concurrency`` at a time; returns
+        how many were attempted."""
         async with self._sessions() as session:
-            due = await store.due_dispatches(session, self._clock(), limit=500)
-        limit = asyncio.Semaphore(self._settings.delivery_concurrency)
-        await asyncio.gather(*(self._attempt_limited(limit, d) for d in due))
-        return len(due)
+            due = [r.dispatch_id for r in await store.sendable(session, self._clock(), limit=500)]
+        attempted = 0
+        step = self._settings.delivery_concurrency
+        for i in range(0, len(due), step):
+            claimed = await self._claim(step, due[i : i + step])
+            try:
+                await asyncio.gather(*(self._send(c) for c in claimed))
+                await self._record(claimed)
+            except Exception:
+                log.exception("could not record delivery attempts; will retry", attempts=len(claimed))
+            finally:
+                # Unrecorded (a failure or a cancellation), the attempts stay 'sending', to be
+                # marked interrupted, and the dispatches due: sent again, with the same keys.
+                self._in_flight.difference_update(c.dispatch_id for c in claimed)
+            attempted += len(claimed)
+        return attempted
+
+    async def attempt(self, dispatch_id: uuid.UUID) -> SendResult | None:
+        """Send one dispatch once and record the outcome; None if it needs no attempt."""
+        claimed = await self._claim(1, [dispatch_id])
+        if not claimed:
+            return None
+        try:
+            await self._send(claimed[0])
+            await self._record(claimed)
+        finally:
+            self._in_flight.discard(dispatch_id)
+        return claimed[0].result
 
     async def run(self) -> None:
         """Deliver due dispatches until cancelled; restart-safe, as all state is in the store."""
         await self.recover_interrupted()
-        limit = asyncio.Semaphore(self._settings.delivery_concurrency)
-        tasks: set[asyncio.Task[None]] = set()
+        recorder = asyncio.create_task(self._record_finished(), name="notifications-dispatch-recorder")
+        sends: set[asyncio.Task[None]] = set()
         try:
             while True:
                 self._wake.clear()
-                try:
-                    async with self._sessions() as session:
-                        due = await store.due_dispatches(session, self._clock(), limit=500)
-                except Exception:
-                    log.exception("could not read due dispatches; will retry")
-                    due = []
-                for dispatch_id in due:
-                    if dispatch_id in self._in_flight:
-                        continue
-                    self._in_flight.add(dispatch_id)
-                    task = asyncio.create_task(self._attempt_limited(limit, dispatch_id))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                free = self._settings.delivery_concurrency - self._sending
+                claimed: list[_Sending] = []
+                if free > 0:
+                    try:
+                        claimed = await self._claim(free)
+                    except Exception:
+                        log.exception("could not read due dispatches; will retry")
+                self._more_due = free <= 0 or len(claimed) == free
+                for c in claimed:
+                    self._sending += 1
+                    task = asyncio.create_task(self._send_then_queue(c))
+                    sends.add(task)
+                    task.add_done_callback(sends.discard)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._settings.delivery_poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._idle_seconds())
         finally:
-            for task in tasks:
+            for task in (*sends, recorder):
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*sends, recorder, return_exceptions=True)
+            # What was claimed and not recorded is left 'sending' in the store, to be interrupted
+            # and sent again by the next run.
+            self._in_flight.clear()
+            self._finished.clear()
+            self._sending = 0
             await self.webhooks.aclose()
 
-    async def _attempt_limited(self, limit: asyncio.Semaphore, dispatch_id: uuid.UUID) -> None:
-        try:
-            async with limit:
-                await self.attempt(dispatch_id)
-        except Exception:
-            log.exception("dispatch bookkeeping failed; will retry", dispatch_id=str(dispatch_id))
-        finally:
-            self._in_flight.discard(dispatch_id)
+    def _idle_seconds(self) -> float:
+        """How long to wait unless woken: the poll interval, or less if a retry falls due sooner."""
+        wait = self._settings.delivery_poll_seconds
+        if self._next_retry is not None:
+            until = (self._next_retry - self._clock()).total_seconds()
+            if until <= 0:
+                self._next_retry = None
+            wait = max(0.0, min(wait, until))
+        return wait
 
-    async def attempt(self, dispatch_id: uuid.UUID) -> SendResult | None:
-        """Send one dispatch once and record the outcome; None if it needs no attempt."""
-        async with self._sessions.begin() as session:
-            dispatch = await session.get(store.Dispatch, dispatch_id)
-            if dispatch is None or dispatch.status != store.DispatchStatus.PENDING:
-                return None
-            attempt = store.DispatchAttempt(
-                dispatch_id=dispatch_id,
-                alert_id=dispatch.alert_id,
-                attempted_at=self._clock(),
-                channel=dispatch.channel,
-                destination=dispatch.destination,
-                outcome=store.AttemptOutcome.SENDING,
-            )
-            session.add(attempt)
-            await session.flush()
-            attempt_id = attempt.id
-            channel, destination, content = dispatch.channel, dispatch.destination, dispatch.content
-            secret_name = dispatch.secret_name or "police"
-        if channel == "webhook":
-            result = await self.webhooks.send(destination, content, secret_name)
-        else:
-            result = await self.email.send([a.strip() for a in destination.split(",") if a.strip()], content)
-        await self._record(dispatch_id, attempt_id, result)
-        return result
-
-    async def _record(self, dispatch_id: uuid.UUID, attempt_id: int, result: SendResult) -> None:
+    async def _claim(self, limit: int, ids: list[uuid.UUID] | None = None) -> list[_Sending]:
+        """Record a 'sending' attempt for up to ``limit`` pending dispatches (those due now, or
+        those of ``ids``) in one transaction, before anything is sent."""
         now = self._clock()
-        delivered_alert: store.PoliceAlert | None = None
+        taken: list[uuid.UUID] = []
+        try:
+            async with self._sessions.begin() as session:
+                rows = await store.sendable(session, now, limit + len(self._in_flight), ids)
+                rows = [r for r in rows if r.dispatch_id not in self._in_flight][:limit]
+                if not rows:
+                    return []
+                taken = [r.dispatch_id for r in rows]
+                self._in_flight.update(taken)
+                claimed = [
+                    _Sending(
+                        dispatch_id=r.dispatch_id,
+                        attempt_id=0,
+                        alert_id=r.alert_id,
+                        channel=r.channel,
+                        destination=r.destination,
+                        secret_name=r.secret_name or "police",
+                        content=r.content,
+                        attempts_before=r.attempts,
+                        created_at=r.created_at,
+                    )
+                    for r in rows
+                ]
+                attempt_ids = await store.start_attempts(
+                    session,
+                    [
+                        {
+                            "dispatch_id": c.dispatch_id,
+                            "alert_id": c.alert_id,
+                            "attempted_at": now,
+                            "channel": c.channel,
+                            "destination": c.destination,
+                            "outcome": store.AttemptOutcome.SENDING.value,
+                        }
+                        for c in claimed
+                    ],
+                )
+                for c, attempt_id in zip(claimed, attempt_ids, strict=True):
+                    c.attempt_id = attempt_id
+        except BaseException:
+            self._in_flight.difference_update(taken)
+            raise
+        return claimed
+
+    async def _send(self, c: _Sending) -> None:
+        try:
+            if c.channel == "webhook":
+                result = await self.webhooks.send(c.destination, c.content, c.secret_name)
+            else:
+                result = await self.email.send([a.strip() for a in c.destination.split(",") if a.strip()], c.content)
+        except Exception as exc:
+            # Whatever went wrong, the attempt is recorded as failed and retried, never left 'sending'.
+            result = SendResult(False, None, f"{type(exc).__name__}: {exc}"[:500])
+        c.result, c.finished_at = result, self._clock()
+
+    async def _send_then_queue(self, c: _Sending) -> None:
+        try:
+            await self._send(c)
+        finally:
+            self._sending -= 1
+            if self._more_due:
+                self._wake.set()
+        self._finished.append(c)
+        self._finished_ready.set()
+
+    async def _record_finished(self) -> None:
+        """Record the outcomes of finished sends, all that have come back in one transaction."""
+        failures = 0
+        while True:
+            await self._finished_ready.wait()
+            self._finished_ready.clear()
+            batch, self._finished = self._finished, []
+            try:
+                await self._record(batch)
+                failures = 0
+            except Exception:
+                # Kept (and still in flight, so not sent again) until the store takes them; if the
+                # process stops first, the attempts are interrupted and resent after the restart.
+                failures += 1
+                log.exception("could not record delivery attempts; will retry", attempts=len(batch))
+                self._finished[:0] = batch
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                self._finished_ready.set()
+
+    async def _record(self, finished: list[_Sending]) -> None:
+        """Complete the attempts and their dispatches, and settle their alerts, in one transaction."""
+        if not finished:
+            return
+        attempts: list[dict[str, Any]] = []
+        dispatches: list[dict[str, Any]] = []
+        failed: list[tuple[_Sending, datetime]] = []
+        for c in finished:
+            assert c.result is not None and c.finished_at is not None
+            result, at = c.result, c.finished_at
+            attempts.append(
+                {
+                    "b_id": c.attempt_id,
+                    "b_finished_at": at,
+                    "b_outcome": (
+                        store.AttemptOutcome.DELIVERED if result.delivered else store.AttemptOutcome.FAILED
+                    ).value,
+                    "b_status_code": result.status_code,
+                    "b_error": result.error,
+                }
+            )
+            if result.delivered:
+                status, retry_at = store.DispatchStatus.DELIVERED.value, None
+            else:
+                status = store.DispatchStatus.PENDING.value
+                retry_at = at + domain.retry_delay(
+                    c.attempts_before + 1,
+                    self._settings.retry_initial_seconds,
+                    self._settings.retry_max_seconds,
+                    self._rng,
+                )
+                failed.append((c, retry_at))
+            dispatches.append(
+                {
+                    "b_id": c.dispatch_id,
+                    "b_status": status,
+                    "b_delivered_at": at if result.delivered else None,
+                    "b_next_attempt_at": retry_at,
+                    "b_last_error": result.error if not result.delivered else None,
+                }
+            )
         async with self._sessions.begin() as session:
-            dispatch = await session.get(store.Dispatch, dispatch_id)
-            attempt = await session.get(store.DispatchAttempt, attempt_id)
-            if dispatch is None or attempt is None:
-                return
-            attempt.finished_at = now
-            attempt.outcome = store.AttemptOutcome.DELIVERED if result.delivered else store.AttemptOutcome.FAILED
-            attempt.status_code = result.status_code
-            attempt.error = result.error
-            dispatch.attempts += 1
-            if dispatch.alert_id is not None:
-                if result.delivered:
-                    metrics.ALERT_DELIVERY_SECONDS.labels(dispatch.channel).observe(
-                        max(0.0, (now - dispatch.created_at).total_seconds())
+            await store.finish_attempts(session, attempts, dispatches)
+            delivered = await self._settle_alerts(session, finished)
+        self._in_flight.difference_update(c.dispatch_id for c in finished)
+        for c in finished:
+            if c.alert_id is None:
+                continue
+            assert c.result is not None and c.finished_at is not None
+            if c.result.delivered:
+                seconds = max(0.0, (c.finished_at - c.created_at).total_seconds())
+                metrics.ALERT_DELIVERY_SECONDS.labels(c.channel).observe(seconds)
+            else:
+                metrics.ALERT_DELIVERY_FAILURES.labels(c.channel).inc()
+        if delivered:
+            self._wake_relay()
+            log.debug("police alerts delivered", alert_ids=[str(a) for a in delivered])
+        for c, retry_at in failed:
+            assert c.result is not None
+            log.warning("delivery attempt failed", dispatch_id=str(c.dispatch_id), error=c.result.error)
+            if self._next_retry is None or retry_at < self._next_retry:
+                self._next_retry = retry_at
+        if failed:
+            self._wake.set()  # so the loop waits for the earliest retry, not a whole poll interval
+
+    async def _settle_alerts(self, session: AsyncSession, finished: list[_Sending]) -> list[uuid.UUID]:
+        """Count the attempts on each alert and mark it delivered (with its event) once every
+        channel has it; returns the alerts delivered now."""
+        tries: dict[uuid.UUID, int] = {}
+        last_delivery: dict[uuid.UUID, datetime] = {}
+        for c in finished:
+            if c.alert_id is None:
+                continue
+            tries[c.alert_id] = tries.get(c.alert_id, 0) + 1
+            if c.result is not None and c.result.delivered and c.finished_at is not None:
+                last_delivery[c.alert_id] = max(c.finished_at, last_delivery.get(c.alert_id, c.finished_at))
+        if not tries:
+            return []
+        alerts, dispatches = await store.alerts_to_settle(session, list(tries))
+        channels: dict[uuid.UUID, list[Any]] = {}
+        for d in dispatches:
+            channels.setdefault(d.alert_id, []).append(d)
+        updates: list[dict[str, Any]] = []
+        events: list[Event] = []
+        for a in alerts:
+            attempts = a.attempts + tries[a.alert_id]
+            status, delivered_at = a.status, a.delivered_at
+            if status != store.AlertStatus.DELIVERED:
+                mine = channels.get(a.alert_id, [])
+                if all(d.status == store.DispatchStatus.DELIVERED for d in mine):
+                    status = store.AlertStatus.DELIVERED.value
+                    delivered_at = last_delivery.get(a.alert_id) or self._clock()
+                    events.append(
+                        PoliceAlertDelivered(
+                            alert_id=a.alert_id,
+                            incident_id=a.incident_id,
+                            delivered_at=delivered_at,
+                            attempts=attempts,
+                            channel="+".join(sorted(d.channel for d in mine)),
+                        )
                     )
                 else:
-                    metrics.ALERT_DELIVERY_FAILURES.labels(dispatch.channel).inc()
-            if result.delivered:
-                dispatch.status = store.DispatchStatus.DELIVERED
-                dispatch.delivered_at = now
-                dispatch.next_attempt_at = None
-                dispatch.last_error = None
-            else:
-                dispatch.last_error = result.error
-                dispatch.next_attempt_at = now + domain.retry_delay(
-                    dispatch.attempts, self._settings.retry_initial_seconds, self._settings.retry_max_seconds, self._rng
-                )
-            if dispatch.alert_id is not None:
-                delivered_alert = await self._update_alert(session, dispatch.alert_id, now)
-        if delivered_alert is not None:
-            self._wake_relay()
-            log.info(
-                "police alert delivered", alert_id=str(delivered_alert.alert_id), attempts=delivered_alert.attempts
+                    failing = any(d.last_error is not None for d in mine if d.status != store.DispatchStatus.DELIVERED)
+                    status = (store.AlertStatus.FAILED if failing else store.AlertStatus.PENDING).value
+            updates.append(
+                {"b_id": a.alert_id, "b_attempts": attempts, "b_status": status, "b_delivered_at": delivered_at}
             )
-        elif not result.delivered:
-            log.warning("delivery attempt failed", dispatch_id=str(dispatch_id), error=result.error)
-            self._wake.set()
-
-    async def _update_alert(
-        self, session: AsyncSession, alert_id: uuid.UUID, now: datetime
-    ) -> store.PoliceAlert | None:
-        alert = await session.get(store.PoliceAlert, alert_id)
-        if alert is None:
-            return None
-        alert.attempts += 1
-        if alert.status == store.AlertStatus.DELIVERED:
-            return None
-        dispatches = await store.dispatches_for_alert(session, alert_id)
-        if all(d.status == store.DispatchStatus.DELIVERED for d in dispatches):
-            alert.status = store.AlertStatus.DELIVERED
-            alert.delivered_at = now
-            add_events(
-                session,
-                self._source,
-                [
-                    PoliceAlertDelivered(
-                        alert_id=alert_id,
-                        incident_id=alert.incident_id,
-                        delivered_at=now,
-                        attempts=alert.attempts,
-                        channel="+".join(sorted(d.channel for d in dispatches)),
-                    )
-                ],
-            )
-            return alert
-        failing = any(d.last_error is not None for d in dispatches if d.status != store.DispatchStatus.DELIVERED)
-        alert.status = store.AlertStatus.FAILED if failing else store.AlertStatus.PENDING
-        return None
+        if updates:
+            await store.settle_alerts(session, updates)
+        add_events(session, self._source, events)
+        return [e.alert_id for e in events if isinstance(e, PoliceAlertDelivered)]
 
 
 def _incident_from(fact: dict[str, Any]) -> briefing.IncidentFact:

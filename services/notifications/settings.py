@@ -77,8 +77,19 @@ class NotificationsSettings(ServiceSettings):
     )
     retry_initial_seconds: float = Field(default=0.5, gt=0, description="First retry delay after a failure")
     retry_max_seconds: float = Field(default=60.0, gt=0, description="Longest delay between attempts")
-    delivery_concurrency: int = Field(default=8, ge=1)
-    delivery_poll_seconds: float = Field(default=1.0, gt=0, description="How often due retries are looked for")
+    delivery_concurrency: int = Field(
+        default=32,
+        ge=1,
+        description="Most messages being sent at once (and webhook connections per destination kept open)",
+    )
+    delivery_poll_seconds: float = Field(
+        default=1.0, gt=0, description="Longest wait between looks for due dispatches when not woken"
+    )
+    webhook_keepalive_seconds: float = Field(
+        default=4.0,
+        gt=0,
+        description="How long an idle webhook connection is kept for reuse; below the receiver's own idle limit",
+    )
 
     # -- acknowledgement and escalation ----------------------------------------------------
     ack_deadline_minutes: dict[str, int] = Field(

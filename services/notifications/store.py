@@ -6,12 +6,36 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
+from typing import cast as type_cast
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid, cast, delete, or_, select
+from sqlalchemy import (
+    JSON,
+    CursorResult,
+    ForeignKey,
+    Index,
+    Insert,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    bindparam,
+    cast,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.contracts import ErasureRequested
 from shared.db import Base
@@ -173,20 +197,256 @@ TABLES = [
 ]
 
 
+# -- the hot path, in SQLAlchemy Core on the mapped tables (no ORM identity map or unit of work) --
+
+ALERTS: Table = type_cast(Table, PoliceAlert.__table__)
+DISPATCHES: Table = type_cast(Table, Dispatch.__table__)
+ATTEMPTS: Table = type_cast(Table, DispatchAttempt.__table__)
+INCIDENTS_OF_CONCERN: Table = type_cast(Table, IncidentOfConcern.__table__)
+CASE_REVIEW_NOTICES: Table = type_cast(Table, CaseReviewNotice.__table__)
+REFERRALS_SEEN: Table = type_cast(Table, ReferralSeen.__table__)
+
+_SENDABLE_COLUMNS = (
+    DISPATCHES.c.dispatch_id,
+    DISPATCHES.c.alert_id,
+    DISPATCHES.c.channel,
+    DISPATCHES.c.destination,
+    DISPATCHES.c.secret_name,
+    DISPATCHES.c.content,
+    DISPATCHES.c.attempts,
+    DISPATCHES.c.created_at,
+)
+_DUE_TO_SEND = (
+    select(*_SENDABLE_COLUMNS)
+    .where(DISPATCHES.c.status == DispatchStatus.PENDING.value, DISPATCHES.c.next_attempt_at <= bindparam("now"))
+    .order_by(DISPATCHES.c.next_attempt_at, DISPATCHES.c.dispatch_id)
+    .limit(bindparam("limit"))
+)
+_PENDING_TO_SEND = select(*_SENDABLE_COLUMNS).where(
+    DISPATCHES.c.status == DispatchStatus.PENDING.value,
+    DISPATCHES.c.dispatch_id.in_(bindparam("ids", expanding=True)),
+)
+_START_ATTEMPTS = insert(ATTEMPTS).returning(ATTEMPTS.c.id, sort_by_parameter_order=True)
+_FINISH_ATTEMPT = (
+    update(ATTEMPTS)
+    .where(ATTEMPTS.c.id == bindparam("b_id"))
+    .values(
+        finished_at=bindparam("b_finished_at"),
+        outcome=bindparam("b_outcome"),
+        status_code=bindparam("b_status_code"),
+        error=bindparam("b_error"),
+    )
+)
+_SETTLE_DISPATCH = (
+    update(DISPATCHES)
+    .where(DISPATCHES.c.dispatch_id == bindparam("b_id"))
+    .values(
+        attempts=DISPATCHES.c.attempts + 1,
+        status=bindparam("b_status"),
+        delivered_at=bindparam("b_delivered_at"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+        last_error=bindparam("b_last_error"),
+    )
+)
+_ALERTS_BY_ID = select(
+    ALERTS.c.alert_id, ALERTS.c.incident_id, ALERTS.c.status, ALERTS.c.attempts, ALERTS.c.delivered_at
+).where(ALERTS.c.alert_id.in_(bindparam("ids", expanding=True)))
+_DISPATCHES_OF_ALERTS = select(
+    DISPATCHES.c.alert_id, DISPATCHES.c.channel, DISPATCHES.c.status, DISPATCHES.c.last_error
+).where(DISPATCHES.c.alert_id.in_(bindparam("ids", expanding=True)))
+_SETTLE_ALERT = (
+    update(ALERTS)
+    .where(ALERTS.c.alert_id == bindparam("b_id"))
+    .values(attempts=bindparam("b_attempts"), status=bindparam("b_status"), delivered_at=bindparam("b_delivered_at"))
+)
+
+_insert_if_absent: dict[tuple[str, str], Insert] = {}
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.bind.dialect.name if session.bind is not None else ""
+
+
+async def insert_if_absent(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:
+    """Insert a row unless one with the same key is stored; True if this call inserted it."""
+    dialect = _dialect(session)
+    stmt = _insert_if_absent_statement(table, dialect)
+    if dialect not in ("sqlite", "postgresql"):
+        key = list(table.primary_key.columns)
+        found = await session.execute(select(*key).where(*(c == values[c.name] for c in key)))
+        if found.first() is not None:
+            return False
+    result = type_cast(CursorResult[Any], await session.execute(stmt, values))
+    return bool(result.rowcount)
+
+
+# -- rows a consumer's batch stages, written at its commit (inside its transaction) -------------
+# A batch of hundreds of messages then costs a few statements, not a few per message.
+
+_STAGED = "notifications.staged"
+_STORED_ALERTS = select(ALERTS.c.alert_id).where(ALERTS.c.alert_id.in_(bindparam("ids", expanding=True)))
+
+
+# A new alert's row and its dispatches' rows, built only if the alert is not stored by the commit.
+AlertRows = Callable[[], tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+class _Staged:
+    __slots__ = ("absent", "alerts")
+
+    def __init__(self) -> None:
+        self.alerts: dict[uuid.UUID, AlertRows] = {}
+        self.absent: dict[str, tuple[Table, list[dict[str, Any]]]] = {}
+
+
+def _staged(session: AsyncSession) -> _Staged:
+    info = session.sync_session.info
+    staged: _Staged | None = info.get(_STAGED)
+    if staged is None:
+        staged = info[_STAGED] = _Staged()
+    return staged
+
+
+def alert_staged(session: AsyncSession, alert_id: uuid.UUID) -> bool:
+    """Whether this transaction has already staged the alert."""
+    staged: _Staged | None = session.sync_session.info.get(_STAGED)
+    return staged is not None and alert_id in staged.alerts
+
+
+def stage_alert(session: AsyncSession, alert_id: uuid.UUID, rows: AlertRows) -> None:
+    """Write a new alert and its dispatches (as ``rows()`` makes them) when the transaction
+    commits, unless the alert is stored by then (its dispatches were stored with it)."""
+    _staged(session).alerts.setdefault(alert_id, rows)
+
+
+def stage_if_absent(session: AsyncSession, table: Table, row: dict[str, Any]) -> None:
+    """Write a row when the transaction commits, unless one with the same key is stored by then."""
+    staged = _staged(session).absent.setdefault(table.name, (table, []))
+    staged[1].append(row)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _write_staged(session: Session) -> None:
+    staged: _Staged | None = session.info.pop(_STAGED, None)
+    if staged is None:
+        return
+    connection = session.connection()
+    if staged.alerts:
+        stored = set(connection.execute(_STORED_ALERTS, {"ids": list(staged.alerts)}).scalars())
+        new = [rows() for alert_id, rows in staged.alerts.items() if alert_id not in stored]
+        if new:
+            # The alerts first: every dispatch refers to its alert.
+            connection.execute(insert(ALERTS), [alert for alert, _ in new])
+            dispatches = [d for _, rows in new for d in rows]
+            if dispatches:
+                connection.execute(insert(DISPATCHES), dispatches)
+    for table, rows in staged.absent.values():
+        dialect = connection.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            connection.execute(_insert_if_absent_statement(table, dialect), rows)
+            continue
+        key = list(table.primary_key.columns)
+        seen: set[tuple[Any, ...]] = set()
+        for row in rows:
+            pk = tuple(row[c.name] for c in key)
+            if (
+                pk in seen
+                or connection.execute(select(*key).where(*(c == v for c, v in zip(key, pk, strict=True)))).first()
+            ):
+                continue
+            seen.add(pk)
+            connection.execute(insert(table), row)
+
+
+@sa_event.listens_for(Session, "after_soft_rollback")
+def _drop_staged(session: Session, _previous: Any) -> None:
+    session.info.pop(_STAGED, None)
+
+
+def _insert_if_absent_statement(table: Table, dialect: str) -> Insert:
+    stmt = _insert_if_absent.get((table.name, dialect))
+    if stmt is None:
+        if dialect == "sqlite":
+            stmt = sqlite_insert(table).on_conflict_do_nothing()
+        elif dialect == "postgresql":
+            stmt = pg_insert(table).on_conflict_do_nothing()
+        else:
+            stmt = insert(table)
+        _insert_if_absent[(table.name, dialect)] = stmt
+    return stmt
+
+
+async def sendable(session: AsyncSession, now: datetime, limit: int, ids: list[uuid.UUID] | None = None) -> list[Any]:
+    """Pending dispatches with what sending them needs: those due at ``now`` (oldest first), or
+    those of ``ids`` still pending."""
+    if ids is not None:
+        return list((await session.execute(_PENDING_TO_SEND, {"ids": ids})).all())
+    return list((await session.execute(_DUE_TO_SEND, {"now": now, "limit": limit})).all())
+
+
+async def start_attempts(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Record attempts as 'sending' (before anything is sent); their ids, in the order given."""
+    return list((await session.execute(_START_ATTEMPTS, rows)).scalars())
+
+
+async def finish_attempts(
+    session: AsyncSession, attempts: list[dict[str, Any]], dispatches: list[dict[str, Any]]
+) -> None:
+    """Record how each attempt ended and where its dispatch stands (``b_``-prefixed parameters)."""
+    await session.execute(_FINISH_ATTEMPT, attempts)
+    await session.execute(_SETTLE_DISPATCH, dispatches)
+
+
+async def alerts_to_settle(session: AsyncSession, alert_ids: list[uuid.UUID]) -> tuple[list[Any], list[Any]]:
+    """The alerts (id, incident, status, attempts, delivered_at) and all their dispatches (alert,
+    channel, status, last error)."""
+    alerts = (await session.execute(_ALERTS_BY_ID, {"ids": alert_ids})).all()
+    dispatches = (await session.execute(_DISPATCHES_OF_ALERTS, {"ids": alert_ids})).all()
+    return list(alerts), list(dispatches)
+
+
+async def settle_alerts(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(_SETTLE_ALERT, rows)
+
+
+_FACT_OF_INCIDENT = select(INCIDENTS_OF_CONCERN.c.fact).where(
+    INCIDENTS_OF_CONCERN.c.incident_id == bindparam("incident_id")
+)
+_UPDATE_FACT = (
+    update(INCIDENTS_OF_CONCERN)
+    .where(INCIDENTS_OF_CONCERN.c.incident_id == bindparam("b_id"))
+    .values(fact=bindparam("b_fact"))
+)
+_CASE_REVIEW_NOTICED = select(CASE_REVIEW_NOTICES.c.id).where(
+    CASE_REVIEW_NOTICES.c.kind == bindparam("kind"),
+    CASE_REVIEW_NOTICES.c.victim_key == bindparam("victim_key"),
+    CASE_REVIEW_NOTICES.c.incident_id == bindparam("incident_id"),
+)
+
+
+async def incident_fact(session: AsyncSession, incident_id: uuid.UUID) -> dict[str, Any] | None:
+    """What the briefing keeps about an incident of concern, if it keeps anything."""
+    fact: dict[str, Any] | None = (await session.execute(_FACT_OF_INCIDENT, {"incident_id": incident_id})).scalar()
+    return fact
+
+
+async def replace_incident_fact(session: AsyncSession, incident_id: uuid.UUID, fact: dict[str, Any]) -> None:
+    await session.execute(_UPDATE_FACT, {"b_id": incident_id, "b_fact": fact})
+
+
+async def add_case_review_notice(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Store a case review notice unless one for the same kind, victim and incident is; True if new."""
+    key = {k: values[k] for k in ("kind", "victim_key", "incident_id")}
+    if (await session.execute(_CASE_REVIEW_NOTICED, key)).first() is not None:
+        return False
+    await session.execute(insert(CASE_REVIEW_NOTICES), values)
+    return True
+
+
 async def find_by_incident(session: AsyncSession, incident_id: uuid.UUID) -> PoliceAlert | None:
     return (
         await session.execute(select(PoliceAlert).where(PoliceAlert.incident_id == incident_id))
     ).scalar_one_or_none()
-
-
-async def due_dispatches(session: AsyncSession, now: datetime, limit: int) -> list[uuid.UUID]:
-    rows = await session.execute(
-        select(Dispatch.dispatch_id)
-        .where(Dispatch.status == DispatchStatus.PENDING, Dispatch.next_attempt_at <= now)
-        .order_by(Dispatch.next_attempt_at, Dispatch.dispatch_id)
-        .limit(limit)
-    )
-    return list(rows.scalars())
 
 
 async def dispatches_for_alert(session: AsyncSession, alert_id: uuid.UUID) -> list[Dispatch]:
