@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -210,6 +211,10 @@ class ServiceRuntime:
         self._tasks = [asyncio.create_task(self.relay.run(), name=f"{self.name}-outbox-relay")]
         self._tasks += [asyncio.create_task(w(), name=f"{self.name}-worker") for w in self._workers]
         self.started = True
+        # What start-up allocated (modules, app, compiled statements) lives as long as the process:
+        # out of the collector's reach, a full collection no longer pauses every consumer for it.
+        gc.collect()
+        gc.freeze()
         log.info("service started", http_port=self.settings.http_port)
 
     async def stop(self) -> None:
