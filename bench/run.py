@@ -30,7 +30,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from demo.kafka import LocalKafka
-from demo.pipeline import REPO, Pipeline
+from demo.pipeline import REPO, SERVICES, Pipeline
 from shared import topics
 from shared.contracts import ReportReceived
 from shared.envelope import encode_body, new_envelope
@@ -313,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 result["ready_seconds"] = {k: round(v, 2) for k, v in pipeline.start().items()}
                 result["throughput"] = run_pipeline_throughput(pipeline, args.reports, progress)
                 result["peak_rss_mb_after_throughput"] = peak_rss_mb(pipeline)
+                # As ops deploy them: each service started on its own (on the store it has now).
+                result["ready_seconds_alone"] = {s: round(pipeline.restart(s), 2) for s in SERVICES}
             finally:
                 pipeline.stop()
             pipeline = Pipeline(workdir / "latency", bootstrap, namespace=f"lat{uuid.uuid4().hex[:6]}.")
@@ -361,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in after[0]:
         mb = max(run.get(name, 0.0) for run in after)
         table.add_row(f"peak RSS {name} (MB)", f"{mb:.0f}", "<= 150")
-    for name, s in result["ready_seconds"].items():
-        table.add_row(f"start-up to /ready {name} (s)", f"{s}", "<= 3")
+    for name, s in result["ready_seconds_alone"].items():
+        table.add_row(f"start-up to /ready, {name} alone (s)", f"{s}", "<= 3")
     for stage, ms in result["stages_cpu_ms"].items():
         table.add_row(f"in-process CPU per message: {stage} (ms)", f"{ms:.3f}", "")
     console.print(table)
