@@ -121,6 +121,30 @@ def peak_rss_mb(pipeline: Pipeline) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far."""
+    out = {}
+    for name, pid in pids.items():
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        out[name] = times.user + times.system
+    return out
+
+
+def process_ids(pipeline: Pipeline, bootstrap: str) -> dict[str, int]:
+    """The pipeline's processes and, when it runs here, the broker's JVM."""
+    pids = {name: proc.popen.pid for name, proc in pipeline.processes.items() if proc.popen is not None}
+    return {**pids, **broker_pid(bootstrap)}
+
+
+def broker_pid(bootstrap: str) -> dict[str, int]:
+    """The local broker's JVM (started by deploy/kafka/kafka.sh), if it runs here."""
+    pid_file = REPO / ".local" / f"kafka-{bootstrap.rsplit(':', 1)[-1]}" / "broker.pid"
+    return {"kafka broker": int(pid_file.read_text().strip())} if pid_file.exists() else {}
+
+
 def run_pipeline_throughput(pipeline: Pipeline, n: int, progress: Progress) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     records = encoded_reports(run, n)
@@ -128,6 +152,8 @@ def run_pipeline_throughput(pipeline: Pipeline, n: int, progress: Progress) -> d
     violent = len([i for i in range(n) if i % VIOLENT_EVERY == 0])
     task = progress.add_task("pipeline: triaged", total=n)
     series = Series()
+    pids = process_ids(pipeline, pipeline.bootstrap_servers)
+    cpu_before = cpu_seconds(pids)
     start = time.monotonic()
     publish_seconds = asyncio.run(publish(pipeline.bootstrap_servers, ingress, records))
     triage_db, panels_db, notif_db = (pipeline.database(s) for s in ("triage", "panels", "notifications"))
@@ -146,6 +172,8 @@ def run_pipeline_throughput(pipeline: Pipeline, n: int, progress: Progress) -> d
                 break
         time.sleep(0.25)
     elapsed = time.monotonic() - start
+    cpu_after = cpu_seconds(pids)
+    cpu_ms_per_report = {k: round(1000 * (cpu_after[k] - cpu_before[k]) / n, 3) for k in cpu_after if k in cpu_before}
     referrals = count(panels_db, "select count(*) from panel_referral_incidents")
     return {
         "reports": n,
@@ -157,6 +185,7 @@ def run_pipeline_throughput(pipeline: Pipeline, n: int, progress: Progress) -> d
         "alerts_expected": violent,
         "referral_links": referrals,
         "panels_incidents_on_record": on_record,
+        "cpu_ms_per_report": cpu_ms_per_report,
         "complete": triaged >= n and delivered >= violent and on_record >= n,
         "series": {"t": series.t, "triaged": series.done},
     }
@@ -174,7 +203,9 @@ def run_bare_relay(bootstrap: str, n: int, progress: Progress) -> dict[str, Any]
         for i in range(3)
     ]
     task = progress.add_task("bare relay: last hop", total=n)
+    pids = {**{f"relay {i}": p.pid for i, p in enumerate(relays)}, **broker_pid(bootstrap)}
     try:
+        cpu_before = cpu_seconds(pids)
         start = time.monotonic()
         asyncio.run(publish(bootstrap, hops[0], records))
         done = 0
@@ -185,6 +216,7 @@ def run_bare_relay(bootstrap: str, n: int, progress: Progress) -> dict[str, Any]
                 break
             time.sleep(0.25)
         elapsed = time.monotonic() - start
+        cpu_after = cpu_seconds(pids)
     finally:
         for p in relays:
             p.terminate()
@@ -195,6 +227,9 @@ def run_bare_relay(bootstrap: str, n: int, progress: Progress) -> dict[str, Any]
         "seconds": round(elapsed, 2),
         "reports_per_second": round(n / elapsed, 1),
         "complete": done >= n,
+        "cpu_ms_per_report": {
+            k: round(1000 * (cpu_after[k] - cpu_before[k]) / n, 3) for k in cpu_after if k in cpu_before
+        },
     }
 
 
@@ -365,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         table.add_row(f"peak RSS {name} (MB)", f"{mb:.0f}", "<= 150")
     for name, s in result["ready_seconds_alone"].items():
         table.add_row(f"start-up to /ready, {name} alone (s)", f"{s}", "<= 3")
+    bare_cpu = sum(bare["cpu_ms_per_report"].values())
+    table.add_row("CPU per report, bare relay, all processes (ms)", f"{bare_cpu:.2f}", "")
+    table.add_row("CPU per report, pipeline, all processes (ms)", f"{sum(tp['cpu_ms_per_report'].values()):.2f}", "")
+    for name, ms in tp["cpu_ms_per_report"].items():
+        table.add_row(f"CPU per report in the throughput run: {name} (ms)", f"{ms:.2f}", "")
     for stage, ms in result["stages_cpu_ms"].items():
         table.add_row(f"in-process CPU per message: {stage} (ms)", f"{ms:.3f}", "")
     console.print(table)
