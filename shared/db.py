@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import DateTime, Table, event, text
+from sqlalchemy import JSON, DateTime, Table, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -43,6 +43,18 @@ class Base(DeclarativeBase):
 
 def _json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+class EncodedJSON(TypeDecorator[Any]):
+    """A JSON column's value given already encoded as JSON text (pydantic's ``model_dump_json`` or
+    orjson): bound as it is, where the column's own type would encode it a second time. Each
+    driver gets the text it would have got anyway."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
 
 
 def table_of(model: type[Base]) -> Table:

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.contracts import ErasureRequested
-from shared.db import Base
+from shared.db import Base, table_of
 from shared.retention import rowcount
 
 
@@ -199,12 +199,12 @@ TABLES = [
 
 # -- the hot path, in SQLAlchemy Core on the mapped tables (no ORM identity map or unit of work) --
 
-ALERTS: Table = type_cast(Table, PoliceAlert.__table__)
-DISPATCHES: Table = type_cast(Table, Dispatch.__table__)
-ATTEMPTS: Table = type_cast(Table, DispatchAttempt.__table__)
-INCIDENTS_OF_CONCERN: Table = type_cast(Table, IncidentOfConcern.__table__)
-CASE_REVIEW_NOTICES: Table = type_cast(Table, CaseReviewNotice.__table__)
-REFERRALS_SEEN: Table = type_cast(Table, ReferralSeen.__table__)
+ALERTS: Table = table_of(PoliceAlert)
+DISPATCHES: Table = table_of(Dispatch)
+ATTEMPTS: Table = table_of(DispatchAttempt)
+INCIDENTS_OF_CONCERN: Table = table_of(IncidentOfConcern)
+CASE_REVIEW_NOTICES: Table = table_of(CaseReviewNotice)
+REFERRALS_SEEN: Table = table_of(ReferralSeen)
 
 _SENDABLE_COLUMNS = (
     DISPATCHES.c.dispatch_id,

@@ -17,9 +17,7 @@ from sqlalchemy import (
     Integer,
     Row,
     String,
-    Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     Uuid,
     bindparam,
@@ -32,12 +30,11 @@ from sqlalchemy import (
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.contracts import ErasureRequested
-from shared.db import Base
+from shared.db import Base, EncodedJSON, table_of
 from shared.retention import rowcount
 
 
@@ -158,11 +155,11 @@ TABLES = [
 # with Core, on the same session and transaction, with statements built once (bound parameters).
 # The API keeps the ORM: one request, a few rows.
 
-_REFERRALS = cast(Table, PanelReferral.__table__)
-_REFERRAL_INCIDENTS = cast(Table, ReferralIncident.__table__)
-_INCIDENTS = cast(Table, IncidentOnRecord.__table__)
-_TENANCIES = cast(Table, TenancyRow.__table__)
-_HISTORY = cast(Table, ReferralHistory.__table__)
+_REFERRALS = table_of(PanelReferral)
+_REFERRAL_INCIDENTS = table_of(ReferralIncident)
+_INCIDENTS = table_of(IncidentOnRecord)
+_TENANCIES = table_of(TenancyRow)
+_HISTORY = table_of(ReferralHistory)
 
 # A row of a Core select, its columns read by name.
 AnyRow = Row[*tuple[Any, ...]]
@@ -208,18 +205,6 @@ _TENANCY_INCIDENT_RISKS = _INCIDENT_RISK.where(_i.tenancy_ref == bindparam("tena
 _TENANCY = select(_TENANCIES).where(_t.tenancy_ref == bindparam("tenancy_ref"))
 _INSERT_TENANCY = insert(_TENANCIES)
 _UPDATE_TENANCY = update(_TENANCIES).where(_t.tenancy_ref == bindparam("where_tenancy_ref"))
-
-
-class EncodedJSON(TypeDecorator[Any]):
-    """A JSON column's value given already encoded as JSON text (pydantic's ``model_dump_json``, in
-    Rust): bound as it is, where the column's own type would ``json.dumps`` a dict. Each driver gets
-    the text it would have got anyway."""
-
-    impl = JSON
-    cache_ok = True
-
-    def bind_processor(self, dialect: Dialect) -> None:
-        return None
 
 
 _ENCODED_EVENT = {"event": bindparam("event", type_=EncodedJSON())}

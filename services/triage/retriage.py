@@ -42,17 +42,16 @@ from typing import Any
 import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import JSON, Table, Text, bindparam, cast, event, func, select, update
-from sqlalchemy.engine import Dialect, Row
+from sqlalchemy import Text, bindparam, cast, event, func, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.types import TypeDecorator
 
 from services.triage import domain, store
 from services.triage.handlers import kept_payload, triage_accepted
 from services.triage.settings import TriageSettings
 from shared.clock import Clock, system_clock
 from shared.contracts import Classification, IncidentAccepted, IncidentRetriaged
-from shared.db import Base, create_tables, make_engine, session_factory
+from shared.db import EncodedJSON, create_tables, make_engine, session_factory, table_of
 from shared.idempotency import ProcessedEvent
 from shared.outbox import OutboxRecord, add_events
 
@@ -85,24 +84,7 @@ class RetriageReport:
         return self.incidents / self.seconds if self.seconds > 0 else 0.0
 
 
-class _SerialisedJSON(TypeDecorator[str]):
-    """A JSON column's value given already serialised: written as is, not encoded a second time."""
-
-    impl = JSON
-    cache_ok = True
-
-    def bind_processor(self, dialect: Dialect) -> None:
-        return None
-
-
-def _table(model: type[Base]) -> Table:
-    table = model.__table__
-    if not isinstance(table, Table):
-        raise TypeError(f"{model.__name__} is not mapped to a table")
-    return table
-
-
-_LOG_TABLE, _TRIAGED_TABLE = _table(store.AcceptedLog), _table(store.TriagedIncident)
+_LOG_TABLE, _TRIAGED_TABLE = table_of(store.AcceptedLog), table_of(store.TriagedIncident)
 _LOG, _TRIAGED = _LOG_TABLE.c, _TRIAGED_TABLE.c
 # One page of the log in triage's order, with the stored classification as its JSON text.
 _PAGE = (
@@ -123,7 +105,7 @@ _UPDATE_TRIAGED = (
     update(_TRIAGED_TABLE)
     .where(_TRIAGED.incident_id == bindparam("b_incident_id"))
     .values(
-        classification=bindparam("b_classification", type_=_SerialisedJSON()),
+        classification=bindparam("b_classification", type_=EncodedJSON()),
         rules_version=bindparam("b_rules_version"),
         risk_tier=bindparam("b_risk_tier"),
         asb_qualifier=bindparam("b_asb_qualifier"),
@@ -136,7 +118,7 @@ _UPDATE_TRIAGED = (
 _UPDATE_LOG = (
     update(_LOG_TABLE)
     .where(_LOG.incident_id == bindparam("b_incident_id"))
-    .values(accepted=bindparam("b_accepted", type_=_SerialisedJSON()))
+    .values(accepted=bindparam("b_accepted", type_=EncodedJSON()))
 )
 
 _STILL_STORED = select(_TRIAGED.incident_id).where(_TRIAGED.incident_id.in_(bindparam("ids", expanding=True)))

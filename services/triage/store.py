@@ -29,15 +29,13 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy import event as sa_event
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.sql.base import Executable
-from sqlalchemy.types import TypeDecorator
 
 from services.triage import domain
 from shared.contracts import ErasureRequested
-from shared.db import Base
+from shared.db import Base, EncodedJSON
 from shared.retention import rowcount
 
 
@@ -117,20 +115,10 @@ _NOTICES_FOR = (
 _INSERT_NOTICE = insert(_NOTICES)
 
 
-class _SerialisedJSON(TypeDecorator[str]):
-    """A JSON column's value given as its JSON text: written as is, not encoded a second time."""
-
-    impl = JSON
-    cache_ok = True
-
-    def bind_processor(self, dialect: Dialect) -> None:
-        return None
-
-
 # The JSON columns come already serialised by orjson (as re-triage writes them), which is several
 # times faster than the engine's json.dumps.
-_INSERT_TRIAGED = insert(_TRIAGED).values(classification=bindparam("classification", type_=_SerialisedJSON()))
-_INSERT_LOG = insert(_LOG).values(accepted=bindparam("accepted", type_=_SerialisedJSON()))
+_INSERT_TRIAGED = insert(_TRIAGED).values(classification=bindparam("classification", type_=EncodedJSON()))
+_INSERT_LOG = insert(_LOG).values(accepted=bindparam("accepted", type_=EncodedJSON()))
 
 
 def _earlier_statement(by_victim: bool, by_place: bool) -> Select[Any]:
