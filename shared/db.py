@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 from sqlalchemy import JSON, DateTime, Table, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
 from sqlalchemy.types import TypeDecorator
 
 from shared import sqlite_inline
@@ -39,6 +40,66 @@ class Base(DeclarativeBase):
     """Declarative base; each service declares its own tables on it and creates only those it imports."""
 
     type_annotation_map = {datetime: UTCDateTime}
+
+
+T = TypeVar("T")
+
+
+class Staged(Generic[T]):
+    """Rows a transaction keeps on its session and writes in one go, inside the transaction, just
+    before it commits (``write``); a rollback or a close without commit drops them. Consumers
+    stage a whole batch this way, so each table gets one executemany instead of a statement (or
+    an ORM flush) per message."""
+
+    def __init__(self, name: str, factory: Callable[[], T], write: Callable[[Session, T], None]) -> None:
+        self._key = f"dcsp.staged.{name}"
+        self._factory = factory
+        self._write = write
+        _STAGINGS.append(self)
+
+    def get(self, session: AsyncSession | Session) -> T:
+        """This transaction's staged rows, made empty on first use."""
+        sync_session = _sync(session)
+        info = sync_session.info
+        if self._key not in info:
+            if sync_session.get_transaction() is None:
+                # Staged rows live as long as a transaction (see _drop_staged): there must be one.
+                sync_session.begin()
+            info[self._key] = self._factory()
+        return cast(T, info[self._key])
+
+    def peek(self, session: AsyncSession | Session) -> T | None:
+        return cast("T | None", _sync(session).info.get(self._key))
+
+    def write_now(self, session: Session) -> None:
+        """Write what is staged now (e.g. before a read of the same tables in the transaction)."""
+        staged = session.info.pop(self._key, None)
+        if staged is not None:
+            self._write(session, staged)
+
+    def drop(self, session: Session) -> None:
+        session.info.pop(self._key, None)
+
+
+_STAGINGS: list[Staged[Any]] = []
+
+
+def _sync(session: AsyncSession | Session) -> Session:
+    return session.sync_session if isinstance(session, AsyncSession) else session
+
+
+@event.listens_for(Session, "before_commit")
+def _write_staged(session: Session) -> None:
+    for staging in _STAGINGS:
+        staging.write_now(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_staged(session: Session, transaction: SessionTransaction) -> None:
+    # Committed, the rows were written just before; rolled back or closed, they must not be.
+    if transaction.parent is None:
+        for staging in _STAGINGS:
+            staging.drop(session)
 
 
 def _json_text(value: Any) -> str:

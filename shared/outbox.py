@@ -12,13 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Index, Integer, LargeBinary, String, func, insert, select, text, update
-from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared import metrics, tracing
 from shared.contracts import Event
-from shared.db import Base, table_of
+from shared.db import Base, Staged, table_of
 from shared.envelope import encode_body, new_envelope
 from shared.logging import get_logger
 from shared.topics import resolve
@@ -46,7 +45,6 @@ class OutboxRecord(Base):
 
 
 _TABLE = table_of(OutboxRecord)
-_PENDING = "dcsp.outbox.pending"
 
 
 def add_events(session: AsyncSession | Session, source: str, events: Sequence[Event]) -> list[str]:
@@ -58,8 +56,7 @@ def add_events(session: AsyncSession | Session, source: str, events: Sequence[Ev
     """
     now = datetime.now(UTC)
     ids = []
-    sync_session = session.sync_session if isinstance(session, AsyncSession) else session
-    pending: list[dict[str, Any]] = sync_session.info.setdefault(_PENDING, [])
+    pending = _PENDING.get(session)
     for event in events:
         envelope = new_envelope(event, source, now=now)
         headers = envelope.headers()
@@ -80,17 +77,13 @@ def add_events(session: AsyncSession | Session, source: str, events: Sequence[Ev
     return ids
 
 
-@sa_event.listens_for(Session, "before_commit")
-def _write_staged_events(session: Session) -> None:
-    rows = session.info.pop(_PENDING, None)
+def _write_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    # Core executemany, not ORM objects: a consumer's batch stages hundreds of rows at a time.
     if rows:
-        # Core executemany, not ORM objects: a consumer's batch stages hundreds of rows at a time.
         session.connection().execute(insert(_TABLE), rows)
 
 
-@sa_event.listens_for(Session, "after_soft_rollback")
-def _drop_staged_events(session: Session, _previous: Any) -> None:
-    session.info.pop(_PENDING, None)
+_PENDING: Staged[list[dict[str, Any]]] = Staged("outbox", list, _write_rows)
 
 
 class OutboxRelay:

@@ -31,14 +31,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.contracts import ErasureRequested
-from shared.db import Base, table_of
+from shared.db import Base, Staged, table_of
 from shared.retention import rowcount
 
 
@@ -283,7 +282,6 @@ async def insert_if_absent(session: AsyncSession, table: Table, values: dict[str
 # -- rows a consumer's batch stages, written at its commit (inside its transaction) -------------
 # A batch of hundreds of messages then costs a few statements, not a few per message.
 
-_STAGED = "notifications.staged"
 _STORED_ALERTS = select(ALERTS.c.alert_id).where(ALERTS.c.alert_id.in_(bindparam("ids", expanding=True)))
 
 
@@ -299,37 +297,25 @@ class _Staged:
         self.absent: dict[str, tuple[Table, list[dict[str, Any]]]] = {}
 
 
-def _staged(session: AsyncSession) -> _Staged:
-    info = session.sync_session.info
-    staged: _Staged | None = info.get(_STAGED)
-    if staged is None:
-        staged = info[_STAGED] = _Staged()
-    return staged
-
-
 def alert_staged(session: AsyncSession, alert_id: uuid.UUID) -> bool:
     """Whether this transaction has already staged the alert."""
-    staged: _Staged | None = session.sync_session.info.get(_STAGED)
+    staged = _STAGING.peek(session)
     return staged is not None and alert_id in staged.alerts
 
 
 def stage_alert(session: AsyncSession, alert_id: uuid.UUID, rows: AlertRows) -> None:
     """Write a new alert and its dispatches (as ``rows()`` makes them) when the transaction
     commits, unless the alert is stored by then (its dispatches were stored with it)."""
-    _staged(session).alerts.setdefault(alert_id, rows)
+    _STAGING.get(session).alerts.setdefault(alert_id, rows)
 
 
 def stage_if_absent(session: AsyncSession, table: Table, row: dict[str, Any]) -> None:
     """Write a row when the transaction commits, unless one with the same key is stored by then."""
-    staged = _staged(session).absent.setdefault(table.name, (table, []))
+    staged = _STAGING.get(session).absent.setdefault(table.name, (table, []))
     staged[1].append(row)
 
 
-@sa_event.listens_for(Session, "before_commit")
-def _write_staged(session: Session) -> None:
-    staged: _Staged | None = session.info.pop(_STAGED, None)
-    if staged is None:
-        return
+def _write(session: Session, staged: _Staged) -> None:
     connection = session.connection()
     if staged.alerts:
         stored = set(connection.execute(_STORED_ALERTS, {"ids": list(staged.alerts)}).scalars())
@@ -358,9 +344,7 @@ def _write_staged(session: Session) -> None:
             connection.execute(insert(table), row)
 
 
-@sa_event.listens_for(Session, "after_soft_rollback")
-def _drop_staged(session: Session, _previous: Any) -> None:
-    session.info.pop(_STAGED, None)
+_STAGING = Staged("notifications", _Staged, _write)
 
 
 def _insert_if_absent_statement(table: Table, dialect: str) -> Insert:

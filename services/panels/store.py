@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -27,14 +27,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from shared.contracts import ErasureRequested
-from shared.db import Base, EncodedJSON, table_of
+from shared.db import Base, EncodedJSON, Staged, table_of
 from shared.retention import rowcount
 
 
@@ -220,7 +219,6 @@ _INSERT_INCIDENT = insert(_INCIDENTS).values(_ENCODED_EVENT)
 # one statement per table, in the order staged, before anything reads those tables and at the
 # latest when the transaction commits. Referrals and tenancies, which the rules read back at once,
 # are written straight away; staged rows only ever point at referrals already written.
-_STAGED = "dcsp.panels.staged"
 
 
 @dataclass
@@ -230,18 +228,7 @@ class _Staged:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _staged(session: Session) -> _Staged:
-    staged = session.info.get(_STAGED)
-    if staged is None:
-        staged = session.info[_STAGED] = _Staged()
-    return cast(_Staged, staged)
-
-
-def write_staged(session: Session) -> None:
-    """Write the rows staged on the session (a no-op when there are none)."""
-    staged: _Staged | None = session.info.pop(_STAGED, None)
-    if staged is None:
-        return
+def _write(session: Session, staged: _Staged) -> None:
     connection = session.connection()
     if staged.incidents:
         stmt = _KEEP_FIRST.get(connection.dialect.name)
@@ -257,37 +244,35 @@ def write_staged(session: Session) -> None:
         connection.execute(_ADD_HISTORY, staged.history)
 
 
+_STAGING = Staged("panels", _Staged, _write)
+
+
+def write_staged(session: Session) -> None:
+    """Write the rows staged on the session (a no-op when there are none)."""
+    _STAGING.write_now(session)
+
+
 async def write_staged_async(session: AsyncSession) -> None:
     """``write_staged`` for an async session (e.g. before an ORM read in the same transaction)."""
-    if session.info.get(_STAGED) is not None:
+    if _STAGING.peek(session) is not None:
         await session.run_sync(write_staged)
-
-
-@sa_event.listens_for(Session, "before_commit")
-def _write_staged_at_commit(session: Session) -> None:
-    write_staged(session)
-
-
-@sa_event.listens_for(Session, "after_soft_rollback")
-def _drop_staged(session: Session, _previous: Any) -> None:
-    session.info.pop(_STAGED, None)
 
 
 def record_incident(session: Session, values: dict[str, Any]) -> None:
     """Keep a triaged incident on record (one already on record stays as it is); ``values["event"]``
     is the event as JSON text. Staged: most incidents are only recorded, so they are written with
     the rest of the batch in one statement."""
-    _staged(session).incidents.append(values)
+    _STAGING.get(session).incidents.append(values)
 
 
 def attach_incidents(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Stage incidents attached to referrals (``referral_id``, ``incident_id``, ``attached_at``, ``reasons``)."""
-    _staged(session).attachments.extend(rows)
+    _STAGING.get(session).attachments.extend(rows)
 
 
 def add_history(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     """Stage history rows (``referral_id``, ``at``, ``event_type``, ``detail``), kept in the order given."""
-    _staged(session).history.extend(rows)
+    _STAGING.get(session).history.extend(rows)
 
 
 def open_referral_row(session: Session, panel: str, person_key: str) -> AnyRow | None:

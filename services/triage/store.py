@@ -28,14 +28,13 @@ from sqlalchemy import (
     select,
     union_all,
 )
-from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.base import Executable
 
 from services.triage import domain
 from shared.contracts import ErasureRequested
-from shared.db import Base, EncodedJSON
+from shared.db import Base, EncodedJSON, Staged
 from shared.retention import rowcount
 
 
@@ -148,8 +147,6 @@ _OWN_ROW_AND_EARLIER: dict[tuple[bool, bool], Executable] = {
     **{who: union_all(_BY_ID, statement) for who, statement in _EARLIER.items()},
 }
 
-_STAGED = "dcsp.triage.staged"
-
 
 class _Staged:
     """Incidents triaged in this transaction, written when it commits: one statement per table for a
@@ -203,25 +200,14 @@ class _Staged:
         ]
 
 
-def _staged(session: AsyncSession) -> _Staged | None:
-    staged: _Staged | None = session.sync_session.info.get(_STAGED)
-    return staged
-
-
-@sa_event.listens_for(Session, "before_commit")
-def _write_staged(session: Session) -> None:
-    staged: _Staged | None = session.info.pop(_STAGED, None)
-    if staged is not None and staged.incidents:
+def _write(session: Session, staged: _Staged) -> None:
+    if staged.incidents:
         connection = session.connection()
         connection.execute(_INSERT_TRIAGED, staged.incidents)
         connection.execute(_INSERT_LOG, staged.log)
 
 
-@sa_event.listens_for(Session, "after_transaction_end")
-def _drop_staged(session: Session, transaction: SessionTransaction) -> None:
-    # Committed, the rows were written just before; rolled back or closed, they must not be.
-    if transaction.parent is None:
-        session.info.pop(_STAGED, None)
+_STAGING = Staged("triage", _Staged, _write)
 
 
 def _earlier_params(
@@ -278,7 +264,7 @@ async def earlier_reports(
         return []
     params = _earlier_params(victim_key, place_key, reported_at, occurred_at, window, same_incident)
     earlier = [domain.ReportFacts(*row) for row in await session.execute(statement, params)]
-    staged = _staged(session)
+    staged = _STAGING.peek(session)
     return earlier if staged is None else earlier + staged.earlier(victim_key, place_key, params)
 
 
@@ -294,7 +280,7 @@ async def reports_to_link(
 ) -> list[domain.ReportFacts] | None:
     """None when this incident has been triaged already, else what ``earlier_reports`` finds for it:
     both in one query."""
-    staged = _staged(session)
+    staged = _STAGING.peek(session)
     if staged is not None and incident_id in staged.by_id:
         return None
     params = _earlier_params(victim_key, place_key, reported_at, occurred_at, window, same_incident)
@@ -377,13 +363,7 @@ async def stage_triaged(
     triage keeps it, as JSON text) and the notices it raised, in the session's transaction, without ORM
     objects. The incident and its log entry are written when the transaction commits (``earlier_reports``
     and ``reports_to_link`` see them before that); the notices at once, for ``notices_for``."""
-    staged = _staged(session)
-    if staged is None:
-        sync_session = session.sync_session
-        if sync_session.get_transaction() is None:
-            # Staged rows live as long as a transaction (see _drop_staged): there must be one.
-            sync_session.begin()
-        staged = sync_session.info[_STAGED] = _Staged()
+    staged = _STAGING.get(session)
     staged.add(triaged, triaged_at, accepted_json)
     for notice in notices:
         await session.execute(_INSERT_NOTICE, _notice_row(notice, triaged_at))
